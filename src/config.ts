@@ -1,0 +1,179 @@
+import { readFile } from "node:fs/promises";
+import { extname } from "node:path";
+import { parse as parseYaml } from "yaml";
+import { parseDuration } from "./duration.js";
+
+/**
+ * The service's configuration: a YAML or JSON file (keys in snake_case),
+ * overridden by environment variables and flags, validated into a complete
+ * object. Every error names the key and the value it received.
+ */
+export interface Config {
+  server: ServerConfig;
+  backends: BackendConfig[];
+}
+
+export interface ServerConfig {
+  /** Default 127.0.0.1: exposing the service is a decision, not a default. */
+  host: string;
+  /** Default 8080. 0 picks a free port. */
+  port: number;
+  /** How long SIGTERM lets queued and running jobs finish, in ms. Default 30 s. */
+  shutdownGraceMs: number;
+  /** pino level. Default "info". */
+  logLevel: string;
+}
+
+export interface BackendConfig {
+  name: string;
+  kind: string;
+  workers: number | WorkerConfig[];
+  maxConcurrency: number | undefined;
+  queueCapacity: number | undefined;
+  timeoutMs: number | undefined;
+  policy: string | undefined;
+  affinity: { ttlMs: number | undefined; maxPins: number | undefined };
+  /** Kind-specific settings, passed to the backend kind as written. */
+  options: Record<string, unknown>;
+}
+
+export interface WorkerConfig {
+  name?: string;
+  endpoint?: string;
+  maxConcurrency?: number;
+  queueCapacity?: number;
+  weight?: number;
+}
+
+/** What `npm start` serves with no config file: an echo backend with 4 workers. */
+export const defaultConfigFile = {
+  backends: [{ name: "echo", kind: "echo", workers: 4, max_concurrency: 16, queue_capacity: 128 }],
+};
+
+export interface Overrides {
+  host?: string;
+  port?: number;
+}
+
+export async function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv, flags: Overrides): Promise<Config> {
+  let raw: unknown = defaultConfigFile;
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = await readFile(file, "utf8");
+    } catch (e) {
+      throw new TypeError(`config file ${file}: ${(e as Error).message}`);
+    }
+    try {
+      raw = extname(file) === ".json" ? JSON.parse(text) : parseYaml(text);
+    } catch (e) {
+      throw new TypeError(`config file ${file}: not valid ${extname(file) === ".json" ? "JSON" : "YAML"}: ${(e as Error).message}`);
+    }
+  }
+  const config = validateConfig(raw);
+  if (env["HOST"]) config.server.host = env["HOST"];
+  if (env["PORT"]) config.server.port = port(Number(env["PORT"]), "PORT");
+  if (env["LOG_LEVEL"]) config.server.logLevel = env["LOG_LEVEL"];
+  if (flags.host !== undefined) config.server.host = flags.host;
+  if (flags.port !== undefined) config.server.port = port(flags.port, "--port");
+  return config;
+}
+
+export function validateConfig(raw: unknown): Config {
+  const top = object(raw, "config");
+  known(top, ["server", "backends"], "config");
+  const s = top["server"] === undefined ? {} : object(top["server"], "server");
+  known(s, ["host", "port", "shutdown_grace", "log_level"], "server");
+  const server: ServerConfig = {
+    host: s["host"] === undefined ? "127.0.0.1" : string(s["host"], "server.host"),
+    port: s["port"] === undefined ? 8080 : port(s["port"], "server.port"),
+    shutdownGraceMs: s["shutdown_grace"] === undefined ? 30_000 : parseDuration(s["shutdown_grace"], "server.shutdown_grace"),
+    logLevel: s["log_level"] === undefined ? "info" : string(s["log_level"], "server.log_level"),
+  };
+  if (!Array.isArray(top["backends"]) || top["backends"].length === 0) {
+    throw new TypeError(`backends: expected a non-empty list, got ${JSON.stringify(top["backends"])}`);
+  }
+  const names = new Set<string>();
+  const backends = top["backends"].map((b, i) => {
+    const at = `backends[${i}]`;
+    const o = object(b, at);
+    known(o, ["name", "kind", "workers", "endpoints", "max_concurrency", "queue_capacity", "timeout", "policy", "affinity", "options"], at);
+    const name = string(o["name"], `${at}.name`);
+    if (names.has(name)) throw new TypeError(`${at}.name: duplicate backend name "${name}"`);
+    names.add(name);
+    const aff = o["affinity"] === undefined ? {} : object(o["affinity"], `${at}.affinity`);
+    known(aff, ["ttl", "max_pins"], `${at}.affinity`);
+    let workers: number | WorkerConfig[];
+    if (o["endpoints"] !== undefined) {
+      if (o["workers"] !== undefined) throw new TypeError(`${at}: set either workers or endpoints, not both`);
+      if (!Array.isArray(o["endpoints"]) || o["endpoints"].length === 0) {
+        throw new TypeError(`${at}.endpoints: expected a non-empty list, got ${JSON.stringify(o["endpoints"])}`);
+      }
+      workers = o["endpoints"].map((e, j) => endpoint(e, `${at}.endpoints[${j}]`));
+    } else {
+      workers = o["workers"] === undefined ? 1 : int(o["workers"], `${at}.workers`);
+    }
+    return {
+      name,
+      kind: string(o["kind"], `${at}.kind`),
+      workers,
+      maxConcurrency: optionalInt(o["max_concurrency"], `${at}.max_concurrency`),
+      queueCapacity: optionalInt(o["queue_capacity"], `${at}.queue_capacity`),
+      timeoutMs: o["timeout"] === undefined ? undefined : parseDuration(o["timeout"], `${at}.timeout`),
+      policy: o["policy"] === undefined ? undefined : string(o["policy"], `${at}.policy`),
+      affinity: {
+        ttlMs: aff["ttl"] === undefined ? undefined : parseDuration(aff["ttl"], `${at}.affinity.ttl`),
+        maxPins: optionalInt(aff["max_pins"], `${at}.affinity.max_pins`),
+      },
+      options: o["options"] === undefined ? {} : object(o["options"], `${at}.options`),
+    } satisfies BackendConfig;
+  });
+  return { server, backends };
+}
+
+function endpoint(v: unknown, at: string): WorkerConfig {
+  if (typeof v === "string") return { endpoint: v };
+  const o = object(v, at);
+  known(o, ["url", "name", "max_concurrency", "queue_capacity", "weight"], at);
+  const w: WorkerConfig = { endpoint: string(o["url"], `${at}.url`) };
+  if (o["name"] !== undefined) w.name = string(o["name"], `${at}.name`);
+  if (o["max_concurrency"] !== undefined) w.maxConcurrency = int(o["max_concurrency"], `${at}.max_concurrency`);
+  if (o["queue_capacity"] !== undefined) w.queueCapacity = int(o["queue_capacity"], `${at}.queue_capacity`);
+  if (o["weight"] !== undefined) {
+    if (typeof o["weight"] !== "number" || !(o["weight"] > 0)) throw new TypeError(`${at}.weight: expected a positive number, got ${JSON.stringify(o["weight"])}`);
+    w.weight = o["weight"];
+  }
+  return w;
+}
+
+function object(v: unknown, what: string): Record<string, unknown> {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new TypeError(`${what}: expected a mapping, got ${JSON.stringify(v)}`);
+  return v as Record<string, unknown>;
+}
+
+function known(o: Record<string, unknown>, keys: string[], what: string): void {
+  for (const k of Object.keys(o)) {
+    if (!keys.includes(k)) throw new TypeError(`${what}.${k}: unknown key; known: ${keys.join(", ")}`);
+  }
+}
+
+function string(v: unknown, what: string): string {
+  if (typeof v !== "string" || v === "") throw new TypeError(`${what}: expected a non-empty string, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function int(v: unknown, what: string): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 0) throw new TypeError(`${what}: expected an integer ≥ 0, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function optionalInt(v: unknown, what: string): number | undefined {
+  return v === undefined ? undefined : int(v, what);
+}
+
+function port(v: unknown, what: string): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > 65535) {
+    throw new TypeError(`${what}: expected a port number 0-65535, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}

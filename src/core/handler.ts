@@ -1,0 +1,24 @@
+/** A job's input or output: a JSON value, or opaque bytes. */
+export type Payload = { json: unknown; binary?: undefined } | { binary: Uint8Array; json?: undefined };
+
+/** What a handler returns: a payload, plus optional key/value pairs for the caller. */
+export type HandlerResult = Payload & { metadata?: Record<string, string> };
+
+/** Everything a handler may know about the job it runs. */
+export interface HandlerContext {
+  /** Aborts on client cancel, deadline, backend timeout and shutdown. Pass it to every I/O call. */
+  readonly signal: AbortSignal;
+  /** "<backend>/<index or name>". */
+  readonly workerId: string;
+  /** The worker's endpoint (URL) where the backend has endpoints. */
+  readonly endpoint: string | undefined;
+  /** The caller's session, or "" for none. */
+  readonly sessionId: string;
+  readonly metadata: Readonly<Record<string, string>>;
+  /** Absolute deadline as epoch milliseconds (Date.now() scale), or undefined for none. */
+  readonly deadline: number | undefined;
+  /** 1 for the first run of this job, 2 for its first retry, … */
+  readonly attempt: number;
+}
+
+export type Handler = (request: Payload, ctx: HandlerContext) => Promise<HandlerResult> | HandlerResult;

@@ -1,0 +1,13 @@
+// The core: transport-free and telemetry-free. Node built-ins only.
+export { createDispatcher } from "./dispatcher.js";
+export type { Dispatcher, SubmitOptions, JobResult, WorkerSnapshot } from "./dispatcher.js";
+export { DispatchError } from "./errors.js";
+export type { ErrorCode, DispatchErrorOptions } from "./errors.js";
+export type { Handler, HandlerContext, HandlerResult, Payload } from "./handler.js";
+export type { AffinityOutcome, DispatchObserver, JobOutcome, JobView } from "./observer.js";
+export type { AffinityOptions, BackendOptions, DispatcherOptions, WorkerOptions } from "./options.js";
+export { registerPolicy, policyNames } from "./policy.js";
+export type { SelectionPolicy, PolicyFactory } from "./policy.js";
+export type { WorkerState, WorkerView } from "./worker.js";
+export { systemClock } from "./clock.js";
+export type { Clock, TimerHandle } from "./clock.js";

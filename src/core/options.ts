@@ -1,0 +1,157 @@
+import type { Clock } from "./clock.js";
+import type { Handler } from "./handler.js";
+import type { DispatchObserver } from "./observer.js";
+import { policyNames } from "./policy.js";
+
+/** One worker of a backend, where the backend lists them one by one (e.g. one per endpoint). */
+export interface WorkerOptions {
+  /** Worker id suffix: the id becomes "<backend>/<name>". Default: the worker's index. */
+  name?: string;
+  /** Upstream URL handed to the handler. */
+  endpoint?: string;
+  /** Overrides the backend's maxConcurrency for this worker. */
+  maxConcurrency?: number;
+  /** Overrides the backend's queueCapacity for this worker. */
+  queueCapacity?: number;
+  /** Relative capacity in the load formula; a worker of weight 2 is chosen as if half as loaded. Default 1. */
+  weight?: number;
+}
+
+export interface BackendOptions {
+  /** The name clients put in `SubmitRequest.backend`. Required. */
+  name: string;
+  /** Runs each job. Required. */
+  handler: Handler;
+  /** A worker count, or one entry per worker. Default 1. */
+  workers?: number | WorkerOptions[];
+  /** Jobs one worker runs at once. Default 4: a slow upstream rarely wants more per endpoint. */
+  maxConcurrency?: number;
+  /**
+   * Jobs one worker holds waiting. Default 64: deep enough to absorb bursts,
+   * shallow enough that a full queue is reported (RESOURCE_EXHAUSTED) rather
+   * than turning into minutes of latency.
+   */
+  queueCapacity?: number;
+  /**
+   * Longest a handler may run, in ms; then its signal aborts and the caller
+   * gets DEADLINE_EXCEEDED. Default 120000: LLM calls run for minutes, but a
+   * handler that never settles must not hold a slot forever. 0 = no limit.
+   */
+  timeoutMs?: number;
+  /** Selection policy name. Default "least-loaded". */
+  policy?: string;
+  /** Session affinity. */
+  affinity?: AffinityOptions;
+}
+
+export interface AffinityOptions {
+  /**
+   * Sliding pin lifetime in ms, refreshed on every hit. Default 600000 (10 min),
+   * about as long as an upstream keeps a conversation's prompt cache. 0 disables affinity.
+   */
+  ttlMs?: number;
+  /** Most live pins; the least recently used is evicted past it. Default 100000 (~15 MB). */
+  maxPins?: number;
+}
+
+export interface DispatcherOptions {
+  /** Backends to register at once; more can be added with `register()`. */
+  backends?: BackendOptions[];
+  /** Telemetry hooks. Default: none. */
+  observer?: DispatchObserver;
+  /** Time source. Default: performance.now() and unref'd timers. */
+  clock?: Clock;
+  /** Uniform [0,1) random numbers for tie-breaks. Default Math.random. */
+  random?: () => number;
+  /** How long close() lets queued and running jobs finish before aborting them, in ms. Default 30000. */
+  shutdownGraceMs?: number;
+}
+
+export interface ValidBackendOptions {
+  name: string;
+  handler: Handler;
+  workers: ValidWorkerOptions[];
+  timeoutMs: number;
+  policy: string;
+  ttlMs: number;
+  maxPins: number;
+}
+
+export interface ValidWorkerOptions {
+  name: string | undefined;
+  endpoint: string | undefined;
+  maxConcurrency: number;
+  queueCapacity: number;
+  weight: number;
+}
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
+/** Returns complete options or throws naming the option and the value received. */
+export function validateBackendOptions(o: BackendOptions): ValidBackendOptions {
+  if (typeof o !== "object" || o === null) throw new TypeError(`backend: expected an object, got ${String(o)}`);
+  if (typeof o.name !== "string" || !NAME.test(o.name)) {
+    throw new TypeError(`backend name: expected letters, digits, ".", "_" or "-" (1-63 chars), got ${JSON.stringify(o.name)}`);
+  }
+  const at = `backend "${o.name}"`;
+  if (typeof o.handler !== "function") throw new TypeError(`${at}: handler must be a function, got ${typeof o.handler}`);
+  const maxConcurrency = positiveInt(o.maxConcurrency ?? 4, `${at}: maxConcurrency`);
+  const queueCapacity = nonNegativeInt(o.queueCapacity ?? 64, `${at}: queueCapacity`);
+  const timeoutMs = nonNegativeInt(o.timeoutMs ?? 120_000, `${at}: timeoutMs`);
+  const policy = o.policy ?? "least-loaded";
+  if (!policyNames().includes(policy)) {
+    throw new TypeError(`${at}: policy: unknown "${policy}"; known: ${policyNames().join(", ")}`);
+  }
+  const ttlMs = nonNegativeInt(o.affinity?.ttlMs ?? 600_000, `${at}: affinity.ttlMs`);
+  const maxPins = positiveInt(o.affinity?.maxPins ?? 100_000, `${at}: affinity.maxPins`);
+  const list = o.workers ?? 1;
+  let workers: ValidWorkerOptions[];
+  if (typeof list === "number") {
+    const n = positiveInt(list, `${at}: workers`);
+    workers = Array.from({ length: n }, () => ({
+      name: undefined, endpoint: undefined, maxConcurrency, queueCapacity, weight: 1,
+    }));
+  } else if (Array.isArray(list) && list.length > 0) {
+    const seen = new Set<string>();
+    workers = list.map((w, i) => {
+      const wat = `${at}: workers[${i}]`;
+      if (w.name !== undefined && (typeof w.name !== "string" || !NAME.test(w.name))) {
+        throw new TypeError(`${wat}.name: expected letters, digits, ".", "_" or "-", got ${JSON.stringify(w.name)}`);
+      }
+      const id = w.name ?? String(i);
+      if (seen.has(id)) throw new TypeError(`${wat}.name: duplicate worker name "${id}"`);
+      seen.add(id);
+      if (w.endpoint !== undefined && typeof w.endpoint !== "string") {
+        throw new TypeError(`${wat}.endpoint: expected a string, got ${typeof w.endpoint}`);
+      }
+      const weight = w.weight ?? 1;
+      if (typeof weight !== "number" || !(weight > 0) || !Number.isFinite(weight)) {
+        throw new TypeError(`${wat}.weight: expected a positive number, got ${String(weight)}`);
+      }
+      return {
+        name: w.name,
+        endpoint: w.endpoint,
+        maxConcurrency: positiveInt(w.maxConcurrency ?? maxConcurrency, `${wat}.maxConcurrency`),
+        queueCapacity: nonNegativeInt(w.queueCapacity ?? queueCapacity, `${wat}.queueCapacity`),
+        weight,
+      };
+    });
+  } else {
+    throw new TypeError(`${at}: workers: expected a positive count or a non-empty list, got ${JSON.stringify(list)}`);
+  }
+  return { name: o.name, handler: o.handler, workers, timeoutMs, policy, ttlMs, maxPins };
+}
+
+export function positiveInt(v: unknown, what: string): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) {
+    throw new TypeError(`${what}: expected a positive integer, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+export function nonNegativeInt(v: unknown, what: string): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 0) {
+    throw new TypeError(`${what}: expected an integer ≥ 0, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}

@@ -1,0 +1,74 @@
+import { parseArgs } from "node:util";
+import { pino } from "pino";
+import { startApp } from "./app.js";
+import { loadConfig } from "./config.js";
+
+const usage = `usage: dispatcher [--config FILE.yaml|FILE.json] [--host HOST] [--port PORT]
+
+Serves DispatcherService over gRPC, gRPC-Web and Connect (h2c).
+Environment: HOST, PORT, LOG_LEVEL override the config file; flags override both.`;
+
+async function main(): Promise<number> {
+  let args;
+  try {
+    args = parseArgs({
+      options: {
+        config: { type: "string", short: "c" },
+        host: { type: "string" },
+        port: { type: "string", short: "p" },
+        help: { type: "boolean", short: "h" },
+      },
+    }).values;
+  } catch (e) {
+    process.stderr.write(`${(e as Error).message}\n${usage}\n`);
+    return 2;
+  }
+  if (args.help) {
+    process.stdout.write(`${usage}\n`);
+    return 0;
+  }
+  const log = pino({ level: process.env["LOG_LEVEL"] ?? "info" });
+  let app;
+  try {
+    const config = await loadConfig(args.config, process.env, {
+      host: args.host,
+      port: args.port === undefined ? undefined : Number(args.port),
+    });
+    log.level = config.server.logLevel;
+    app = await startApp(config);
+    log.info(
+      { host: app.server.host, port: app.server.port, backends: app.dispatcher.backendNames() },
+      `dispatcher listening on ${app.server.host}:${app.server.port}`,
+    );
+  } catch (e) {
+    log.fatal({ err: e }, `cannot start: ${(e as Error).message}`);
+    return 1;
+  }
+  const running = app;
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) {
+        log.warn({ signal }, "second signal: exiting now");
+        resolve(1);
+        return;
+      }
+      stopping = true;
+      log.info({ signal }, "draining: new calls get UNAVAILABLE");
+      running.close().then(
+        () => {
+          log.info("stopped");
+          resolve(0);
+        },
+        (e: unknown) => {
+          log.error({ err: e }, "error while stopping");
+          resolve(1);
+        },
+      );
+    };
+    process.on("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGINT", () => stop("SIGINT"));
+  });
+}
+
+main().then((code) => process.exit(code));

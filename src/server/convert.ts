@@ -1,0 +1,83 @@
+import { create, fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
+import { DurationSchema, ValueSchema, type Duration, type Value } from "@bufbuild/protobuf/wkt";
+import {
+  SubmitResponseSchema,
+  WorkerMetricSchema,
+  WorkerState as ProtoWorkerState,
+  type SubmitRequest,
+  type SubmitResponse,
+  type WorkerMetric,
+} from "../../gen/dispatcher/v1/dispatcher_pb.js";
+import type { JobResult, Payload, WorkerSnapshot, WorkerState } from "../core/index.js";
+
+/** Proto payload → core payload. An absent payload is JSON null. */
+export function payloadFromProto(p: SubmitRequest["payload"]): Payload {
+  switch (p.case) {
+    case "json":
+      return { json: toJson(ValueSchema, p.value) };
+    case "binary":
+      return { binary: p.value };
+    default:
+      return { json: null };
+  }
+}
+
+/**
+ * Core result → proto. `requestValue` lets a handler that returns its input
+ * unchanged (echo) skip a JSON round trip.
+ */
+export function submitResponseToProto(r: JobResult, request: Payload, requestValue: Value | undefined): SubmitResponse {
+  const out = r.payload;
+  let payload: SubmitResponse["payload"];
+  if (out.binary !== undefined) payload = { case: "binary", value: out.binary };
+  else if (out === request && requestValue !== undefined) payload = { case: "json", value: requestValue };
+  else payload = { case: "json", value: fromJson(ValueSchema, (out.json ?? null) as JsonValue) };
+  return create(SubmitResponseSchema, {
+    payload,
+    workerId: r.workerId,
+    affinityHit: r.affinity === "hit",
+    affinity: r.affinity,
+    queueWait: durationOf(r.queueWaitMs),
+    execution: durationOf(r.executionMs),
+    metadata: r.metadata ?? {},
+    attempts: r.attempts,
+  });
+}
+
+const states: Record<WorkerState, ProtoWorkerState> = {
+  serving: ProtoWorkerState.SERVING,
+  ejected: ProtoWorkerState.EJECTED,
+  draining: ProtoWorkerState.DRAINING,
+};
+
+export function workerMetricToProto(s: WorkerSnapshot): WorkerMetric {
+  return create(WorkerMetricSchema, {
+    workerId: s.workerId,
+    backend: s.backend,
+    endpoint: s.endpoint ?? "",
+    inflight: s.inflight,
+    queueLen: s.queued,
+    queueCapacity: s.queueCapacity,
+    maxConcurrency: s.maxConcurrency,
+    load: s.load,
+    completed: BigInt(s.completed),
+    errors: BigInt(s.errors),
+    rejected: BigInt(s.rejected),
+    cancelled: BigInt(s.cancelled),
+    ejections: BigInt(s.ejections),
+    sessions: BigInt(s.sessions),
+    state: states[s.state],
+    queueWaitP50: durationOf(s.queueWaitP50Ms),
+    queueWaitP99: durationOf(s.queueWaitP99Ms),
+    executionP50: durationOf(s.executionP50Ms),
+    executionP99: durationOf(s.executionP99Ms),
+  });
+}
+
+/** Milliseconds (fractional, from performance.now()) → Duration; protobuf-es's durationFromMs wants whole ms. */
+export function durationOf(ms: number): Duration {
+  const whole = Math.max(0, ms);
+  const seconds = Math.floor(whole / 1000);
+  const nanos = Math.min(999_999_999, Math.round((whole - seconds * 1000) * 1e6));
+  return create(DurationSchema, { seconds: BigInt(seconds), nanos });
+}

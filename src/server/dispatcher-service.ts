@@ -1,0 +1,112 @@
+import type { Value } from "@bufbuild/protobuf/wkt";
+import { durationMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import { DispatcherService, type SubmitRequest, type WorkerMetricsRequest } from "../../gen/dispatcher/v1/dispatcher_pb.js";
+import { DispatchError, type Dispatcher, type Payload } from "../core/index.js";
+import { payloadFromProto, submitResponseToProto } from "./convert.js";
+import { toConnectError } from "./errors.js";
+import type { Limits } from "./limits.js";
+import type { MetricsHub } from "./metrics-hub.js";
+
+/** WorkerMetrics interval when the request sets none (DESIGN.md §3). */
+const DEFAULT_INTERVAL_MS = 1_000;
+/** Shortest interval: faster ticks cost every subscriber CPU and say little more. */
+const MIN_INTERVAL_MS = 100;
+
+export function dispatcherRoutes(dispatcher: Dispatcher, hub: MetricsHub, limits: Limits) {
+  return (router: ConnectRouter) =>
+    router.service(DispatcherService, {
+      async submit(req, ctx) {
+        checkSubmit(req, limits);
+        let payload: Payload;
+        try {
+          payload = payloadFromProto(req.payload);
+        } catch (e) {
+          throw new ConnectError(`json: not a valid JSON value: ${(e as Error).message}`, Code.InvalidArgument);
+        }
+        const requestValue: Value | undefined = req.payload.case === "json" ? req.payload.value : undefined;
+        try {
+          const r = await dispatcher.submit({
+            backend: req.backend,
+            sessionId: req.sessionId,
+            payload,
+            metadata: req.metadata,
+            signal: ctx.signal,
+            timeoutMs: ctx.timeoutMs(),
+          });
+          return submitResponseToProto(r, payload, requestValue);
+        } catch (e) {
+          throw callError(e, ctx);
+        }
+      },
+
+      async *workerMetrics(req, ctx) {
+        const filter = metricsFilter(req, dispatcher);
+        const intervalMs = metricsInterval(req);
+        const sub = hub.subscribe(intervalMs, filter, ctx.signal);
+        try {
+          // The first message goes out at once: stream headers travel with it (PLATFORM.md).
+          yield hub.current(filter);
+          for (;;) {
+            const next = await sub.next();
+            ctx.signal.throwIfAborted();
+            yield next;
+          }
+        } finally {
+          sub.unsubscribe();
+        }
+      },
+    });
+}
+
+/** A client cancel that is really connect's deadline timer must still read as DEADLINE_EXCEEDED. */
+function callError(e: unknown, ctx: HandlerContext): ConnectError {
+  if (e instanceof DispatchError && e.code === "cancelled") {
+    const reason: unknown = ctx.signal.reason;
+    if (reason instanceof ConnectError && reason.code === Code.DeadlineExceeded) {
+      return new ConnectError("the call's deadline passed", Code.DeadlineExceeded);
+    }
+  }
+  return toConnectError(e);
+}
+
+function checkSubmit(req: SubmitRequest, limits: Limits): void {
+  if (req.backend === "") throw new ConnectError("backend: required", Code.InvalidArgument);
+  if (req.sessionId.length > limits.maxSessionIdLength) {
+    throw new ConnectError(
+      `session_id: ${req.sessionId.length} characters, over the limit of ${limits.maxSessionIdLength}`,
+      Code.InvalidArgument,
+    );
+  }
+  let entries = 0;
+  let size = 0;
+  for (const k in req.metadata) {
+    entries++;
+    size += k.length + req.metadata[k]!.length;
+  }
+  if (entries > limits.maxMetadataEntries) {
+    throw new ConnectError(`metadata: ${entries} entries, over the limit of ${limits.maxMetadataEntries}`, Code.InvalidArgument);
+  }
+  if (size > limits.maxMetadataSize) {
+    throw new ConnectError(`metadata: ${size} characters of keys and values, over the limit of ${limits.maxMetadataSize}`, Code.InvalidArgument);
+  }
+}
+
+function metricsFilter(req: WorkerMetricsRequest, dispatcher: Dispatcher): ReadonlySet<string> | undefined {
+  if (req.backends.length === 0) return undefined;
+  const known = dispatcher.backendNames();
+  for (const b of req.backends) {
+    if (!known.includes(b)) {
+      throw new ConnectError(`backends: unknown backend "${b}"; known backends: ${known.join(", ")}`, Code.NotFound);
+    }
+  }
+  return new Set(req.backends);
+}
+
+function metricsInterval(req: WorkerMetricsRequest): number {
+  if (req.interval === undefined) return DEFAULT_INTERVAL_MS;
+  const ms = durationMs(req.interval);
+  if (!(ms >= 0)) throw new ConnectError(`interval: must not be negative, got ${ms} ms`, Code.InvalidArgument);
+  if (ms === 0) return DEFAULT_INTERVAL_MS;
+  return Math.max(MIN_INTERVAL_MS, Math.round(ms));
+}
