@@ -19,12 +19,15 @@ npx --no-install tsc --noEmit -p .
 echo "== vitest ($(node --version))"
 status=0
 npx --no-install vitest run --reporter=default --reporter=json --outputFile="$tmp/vitest.json" "$@" || status=$?
+passed=0
+failed=0
 if [ -f "$tmp/vitest.json" ]; then
-  node -e '
+  read -r passed failed < <(node -e '
     const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-    console.log(`${r.numPassedTests} passed, ${r.numFailedTests + (r.numFailedTestSuites ?? 0) - (r.numFailedTestSuites && r.numFailedTests ? 0 : 0)} failed`);
-  ' "$tmp/vitest.json"
-else
-  echo "0 passed, 1 failed"
+    console.log(r.numPassedTests, r.numFailedTests);
+  ' "$tmp/vitest.json")
 fi
+# A file that fails to load fails no test by name; it still fails the run.
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+echo "$passed passed, $failed failed"
 exit "$status"
