@@ -292,6 +292,11 @@ class DispatcherImpl implements Dispatcher {
       metadata: job.metadata,
       deadline: job.deadline === Infinity ? undefined : Date.now() + (job.deadline - now),
       attempt: job.attempt,
+      traceHeaders: () => {
+        const carrier: Record<string, string> = {};
+        this.observer.injectHeaders?.(job, carrier);
+        return carrier;
+      },
     };
     const call = (): Promise<HandlerResult> | HandlerResult => {
       const run = () => job.entry.handler(job.payload, ctx);

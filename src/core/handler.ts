@@ -19,6 +19,11 @@ export interface HandlerContext {
   readonly deadline: number | undefined;
   /** 1 for the first run of this job, 2 for its first retry, … */
   readonly attempt: number;
+  /**
+   * Headers to add to outgoing requests so the upstream's spans join this
+   * job's trace (W3C `traceparent`/`tracestate`). Empty when tracing is off.
+   */
+  traceHeaders(): Record<string, string>;
 }
 
 export type Handler = (request: Payload, ctx: HandlerContext) => Promise<HandlerResult> | HandlerResult;

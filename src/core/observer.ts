@@ -41,6 +41,8 @@ export interface DispatchObserver {
    * context so the backend's own spans and outgoing requests are its children.
    */
   runHandler?<T>(job: JobView, call: () => T): T;
+  /** Writes trace propagation headers of the job's run into `carrier` (HandlerContext.traceHeaders). */
+  injectHeaders?(job: JobView, carrier: Record<string, string>): void;
   /** A job settled (once). `error` is set unless the outcome is "ok". */
   jobEnded?(job: JobView, outcome: JobOutcome, error: DispatchError | undefined): void;
   /** A submit was refused before any worker accepted it. */
