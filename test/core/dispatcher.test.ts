@@ -1,0 +1,405 @@
+import { describe, expect, it } from "vitest";
+import { createDispatcher, DispatchError, type Dispatcher, type JobResult } from "../../src/core/index.js";
+import { gate } from "../helpers/gate.js";
+import { flush, manualClock, seededRandom } from "../helpers/manual-clock.js";
+
+function codeOf(p: Promise<unknown>): Promise<string> {
+  return p.then(
+    () => "ok",
+    (e: unknown) => (e instanceof DispatchError ? e.code : `not a DispatchError: ${String(e)}`),
+  );
+}
+
+function setup(o: { workers?: number; maxConcurrency?: number; queueCapacity?: number; timeoutMs?: number; ttlMs?: number; maxPins?: number } = {}) {
+  const clock = manualClock();
+  const g = gate();
+  const d = createDispatcher({
+    clock,
+    random: seededRandom(7),
+    shutdownGraceMs: 1_000,
+    backends: [
+      {
+        name: "b",
+        handler: g.handler,
+        workers: o.workers ?? 2,
+        maxConcurrency: o.maxConcurrency ?? 1,
+        queueCapacity: o.queueCapacity ?? 2,
+        timeoutMs: o.timeoutMs ?? 0,
+        affinity: { ttlMs: o.ttlMs ?? 1_000, maxPins: o.maxPins ?? 100 },
+      },
+    ],
+  });
+  const w = (id: string) => d.snapshot().find((s) => s.workerId === id)!;
+  return { clock, g, d, w };
+}
+
+describe("admission", () => {
+  it("names the known backends for an unknown one", async () => {
+    const { d } = setup();
+    const err = await d.submit({ backend: "nope" }).catch((e: DispatchError) => e);
+    expect(err).toBeInstanceOf(DispatchError);
+    expect((err as DispatchError).code).toBe("not_found");
+    expect((err as DispatchError).message).toContain("known backends: b");
+  });
+
+  it("rejects an empty backend as invalid_argument", async () => {
+    const { d } = setup();
+    expect(await codeOf(d.submit({ backend: "" }))).toBe("invalid_argument");
+  });
+
+  it("rejects at once with resource_exhausted when every queue is full, counting it", async () => {
+    const { d, g } = setup({ workers: 2, maxConcurrency: 1, queueCapacity: 1 });
+    const accepted = Array.from({ length: 4 }, () => d.submit({ backend: "b" }));
+    expect(g.calls).toHaveLength(2);
+    expect(await codeOf(d.submit({ backend: "b" }))).toBe("resource_exhausted");
+    const snap = d.snapshot();
+    expect(snap.map((s) => s.inflight)).toEqual([1, 1]);
+    expect(snap.map((s) => s.queued)).toEqual([1, 1]);
+    expect(snap.reduce((n, s) => n + s.rejected, 0)).toBe(1);
+    while (g.running().length > 0) {
+      g.running().forEach((c) => c.resolve());
+      await flush();
+    }
+    await Promise.all(accepted);
+  });
+});
+
+describe("concurrency and order", () => {
+  it("holds the concurrency limit exactly and runs the queue FIFO", async () => {
+    const { d, g, w } = setup({ workers: 1, maxConcurrency: 3, queueCapacity: 10 });
+    const results = Array.from({ length: 10 }, (_, i) => d.submit({ backend: "b", payload: { json: i } }));
+    expect(g.calls).toHaveLength(3);
+    expect(w("b/0").inflight).toBe(3);
+    expect(w("b/0").queued).toBe(7);
+    let maxRunning = 0;
+    while (g.running().length > 0) {
+      maxRunning = Math.max(maxRunning, g.running().length);
+      g.running()[0]!.resolve();
+      await flush();
+    }
+    expect(maxRunning).toBe(3);
+    expect(g.calls.map((c) => c.request.json)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    const out = await Promise.all(results);
+    expect(out.map((r) => r.payload.json)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(w("b/0").completed).toBe(10);
+    expect(w("b/0").inflight + w("b/0").queued).toBe(0);
+  });
+
+  it("reports queue wait and execution from the clock", async () => {
+    const { d, g, clock } = setup({ workers: 1, maxConcurrency: 1, queueCapacity: 1 });
+    const first = d.submit({ backend: "b" });
+    const second = d.submit({ backend: "b" });
+    clock.advance(40);
+    g.calls[0]!.resolve();
+    await flush();
+    clock.advance(15);
+    g.calls[1]!.resolve();
+    const [a, b] = await Promise.all([first, second]);
+    expect(a.queueWaitMs).toBe(0);
+    expect(a.executionMs).toBe(40);
+    expect(b.queueWaitMs).toBe(40);
+    expect(b.executionMs).toBe(15);
+  });
+});
+
+describe("least-loaded selection", () => {
+  it("sends each job to the least-loaded worker", async () => {
+    const { d, g, w } = setup({ workers: 3, maxConcurrency: 2, queueCapacity: 5 });
+    for (let i = 0; i < 6; i++) void d.submit({ backend: "b" });
+    expect([w("b/0"), w("b/1"), w("b/2")].map((s) => s.inflight)).toEqual([2, 2, 2]);
+    // Free two slots on b/1: it is now the least loaded and takes the next two jobs.
+    const onB1 = g.running().filter((c) => c.ctx.workerId === "b/1");
+    onB1.forEach((c) => c.resolve());
+    await flush();
+    void d.submit({ backend: "b" });
+    void d.submit({ backend: "b" });
+    expect(w("b/1").inflight).toBe(2);
+    expect(w("b/0").queued + w("b/2").queued).toBe(0);
+  });
+});
+
+describe("session affinity", () => {
+  it("keeps a session on one worker and reports hit / miss / none", async () => {
+    const { d, g } = setup({ workers: 4, maxConcurrency: 10, queueCapacity: 10 });
+    const results: Promise<JobResult>[] = [];
+    for (let i = 0; i < 5; i++) results.push(d.submit({ backend: "b", sessionId: "alice" }));
+    results.push(d.submit({ backend: "b" }));
+    g.calls.forEach((c) => c.resolve());
+    const out = await Promise.all(results);
+    expect(new Set(out.slice(0, 5).map((r) => r.workerId)).size).toBe(1);
+    expect(out.map((r) => r.affinity)).toEqual(["miss", "hit", "hit", "hit", "hit", "none"]);
+  });
+
+  it("expires a pin after the TTL since its last use (sliding)", async () => {
+    const { d, g, clock } = setup({ workers: 2, maxConcurrency: 10, queueCapacity: 10, ttlMs: 1_000 });
+    const run = async (sid: string) => {
+      const p = d.submit({ backend: "b", sessionId: sid });
+      g.running().forEach((c) => c.resolve());
+      return p;
+    };
+    expect((await run("s")).affinity).toBe("miss");
+    clock.advance(900);
+    expect((await run("s")).affinity).toBe("hit");
+    clock.advance(900); // 1,800 ms after first use, 900 after the last: still live
+    expect((await run("s")).affinity).toBe("hit");
+    expect(d.snapshot().reduce((n, s) => n + s.sessions, 0)).toBe(1);
+    clock.advance(1_000);
+    expect((await run("s")).affinity).toBe("miss");
+    clock.advance(1_001);
+    expect(d.snapshot().reduce((n, s) => n + s.sessions, 0)).toBe(0);
+  });
+
+  it("spills to another worker when the pinned one is full, and re-pins there", async () => {
+    const { d, g } = setup({ workers: 2, maxConcurrency: 1, queueCapacity: 0 });
+    const first = d.submit({ backend: "b", sessionId: "s" });
+    const pinned = g.calls[0]!.ctx.workerId;
+    const second = d.submit({ backend: "b", sessionId: "s" });
+    const other = g.calls[1]!.ctx.workerId;
+    expect(other).not.toBe(pinned);
+    g.calls.forEach((c) => c.resolve());
+    expect((await first).affinity).toBe("miss");
+    expect((await second).affinity).toBe("spill");
+    const third = d.submit({ backend: "b", sessionId: "s" });
+    g.calls[2]!.resolve();
+    const r = await third;
+    expect(r.affinity).toBe("hit");
+    expect(r.workerId).toBe(other);
+    expect(d.snapshot().find((s) => s.workerId === other)!.sessions).toBe(1);
+    expect(d.snapshot().find((s) => s.workerId === pinned)!.sessions).toBe(0);
+  });
+
+  it("evicts the least recently used pin past the cap", async () => {
+    const { d, g } = setup({ workers: 2, maxConcurrency: 10, queueCapacity: 10, maxPins: 2 });
+    const run = async (sid: string) => {
+      const p = d.submit({ backend: "b", sessionId: sid });
+      g.running().forEach((c) => c.resolve());
+      return (await p).affinity;
+    };
+    await run("a");
+    await run("b");
+    await run("a"); // a is now the most recent
+    await run("c"); // evicts b
+    expect(d.snapshot().reduce((n, s) => n + s.sessions, 0)).toBe(2);
+    expect(await run("a")).toBe("hit");
+    expect(await run("b")).toBe("miss");
+  });
+});
+
+describe("deadlines", () => {
+  it("removes a job whose deadline passes while queued, without running it", async () => {
+    const { d, g, clock, w } = setup({ workers: 1, maxConcurrency: 1, queueCapacity: 5 });
+    const running = d.submit({ backend: "b" });
+    const queued = d.submit({ backend: "b", timeoutMs: 100, payload: { json: "late" } });
+    expect(w("b/0").queued).toBe(1);
+    clock.advance(100);
+    expect(await codeOf(queued)).toBe("deadline_exceeded");
+    expect(w("b/0").queued).toBe(0);
+    g.calls[0]!.resolve();
+    await running;
+    await flush();
+    expect(g.calls.map((c) => c.request.json)).not.toContain("late");
+    expect(w("b/0").cancelled).toBe(1);
+    expect(w("b/0").errors).toBe(0);
+  });
+
+  it("aborts a running handler's signal when the deadline passes, and frees its slot", async () => {
+    const { d, g, clock, w } = setup({ workers: 1, maxConcurrency: 1, queueCapacity: 5 });
+    const p = d.submit({ backend: "b", timeoutMs: 50 });
+    const next = d.submit({ backend: "b" });
+    const ctx = g.calls[0]!.ctx;
+    expect(ctx.deadline).toBeGreaterThan(Date.now() - 1_000);
+    clock.advance(50);
+    expect(await codeOf(p)).toBe("deadline_exceeded");
+    expect(ctx.signal.aborted).toBe(true);
+    expect((ctx.signal.reason as DispatchError).code).toBe("deadline_exceeded");
+    expect(g.calls).toHaveLength(2); // the queued job took the freed slot
+    expect(w("b/0").inflight).toBe(1);
+    g.calls[1]!.resolve();
+    await next;
+  });
+
+  it("refuses a call whose deadline has already passed", async () => {
+    const { d, g } = setup();
+    expect(await codeOf(d.submit({ backend: "b", timeoutMs: 0 }))).toBe("deadline_exceeded");
+    expect(g.calls).toHaveLength(0);
+  });
+
+  it("times out a handler that never settles, counting an error and freeing the slot", async () => {
+    const { d, g, clock, w } = setup({ workers: 1, maxConcurrency: 1, timeoutMs: 200 });
+    const p = d.submit({ backend: "b" });
+    clock.advance(200);
+    const err = await p.catch((e: DispatchError) => e);
+    expect((err as DispatchError).code).toBe("deadline_exceeded");
+    expect((err as DispatchError).message).toContain("timed out");
+    expect(g.calls[0]!.ctx.signal.aborted).toBe(true);
+    expect(w("b/0").inflight).toBe(0);
+    expect(w("b/0").errors).toBe(1);
+  });
+});
+
+describe("cancellation", () => {
+  it("removes a queued job when its client cancels", async () => {
+    const { d, g, w } = setup({ workers: 1, maxConcurrency: 1, queueCapacity: 5 });
+    const first = d.submit({ backend: "b" });
+    const ac = new AbortController();
+    const queued = d.submit({ backend: "b", signal: ac.signal, payload: { json: "gone" } });
+    ac.abort();
+    expect(await codeOf(queued)).toBe("cancelled");
+    expect(w("b/0").queued).toBe(0);
+    g.calls[0]!.resolve();
+    await first;
+    await flush();
+    expect(g.calls).toHaveLength(1);
+    expect(w("b/0").cancelled).toBe(1);
+    expect(w("b/0").errors).toBe(0);
+  });
+
+  it("aborts a running handler when its client cancels, and settles once", async () => {
+    const { d, g, w } = setup({ workers: 1, maxConcurrency: 1, queueCapacity: 5 });
+    const ac = new AbortController();
+    const p = d.submit({ backend: "b", signal: ac.signal });
+    const next = d.submit({ backend: "b" });
+    ac.abort();
+    expect(await codeOf(p)).toBe("cancelled");
+    expect(g.calls[0]!.ctx.signal.aborted).toBe(true);
+    g.calls[0]!.resolve(); // late result of the aborted handler is ignored
+    await flush();
+    expect(w("b/0").completed).toBe(0);
+    expect(g.calls).toHaveLength(2);
+    g.calls[1]!.resolve();
+    await next;
+    expect(w("b/0").completed).toBe(1);
+    expect(w("b/0").cancelled).toBe(1);
+  });
+
+  it("refuses a job whose signal is already aborted", async () => {
+    const { d, g } = setup();
+    expect(await codeOf(d.submit({ backend: "b", signal: AbortSignal.abort() }))).toBe("cancelled");
+    expect(g.calls).toHaveLength(0);
+  });
+});
+
+describe("handler failures", () => {
+  it("passes a handler's rejection through with its code and message", async () => {
+    const { d, g, w } = setup({ workers: 1 });
+    const p = d.submit({ backend: "b" });
+    g.calls[0]!.reject(new DispatchError("unavailable", "upstream reset"));
+    const err = (await p.catch((e: unknown) => e)) as DispatchError;
+    expect(err.code).toBe("unavailable");
+    expect(err.message).toBe("upstream reset");
+    expect(w("b/0").errors).toBe(1);
+    expect(w("b/0").inflight).toBe(0);
+  });
+
+  it("maps a plain Error to internal, keeping its message", async () => {
+    const { d, g } = setup({ workers: 1 });
+    const p = d.submit({ backend: "b" });
+    g.calls[0]!.reject(new Error("boom"));
+    const err = (await p.catch((e: unknown) => e)) as DispatchError;
+    expect(err.code).toBe("internal");
+    expect(err.message).toBe("boom");
+  });
+
+  it("survives a handler that throws synchronously", async () => {
+    const d = createDispatcher({
+      backends: [
+        {
+          name: "t",
+          handler: () => {
+            throw new Error("sync");
+          },
+        },
+      ],
+    });
+    const err = (await d.submit({ backend: "t" }).catch((e: unknown) => e)) as DispatchError;
+    expect(err.code).toBe("internal");
+    expect(err.message).toBe("sync");
+    expect(d.snapshot()[0]!.inflight).toBe(0);
+    expect(d.snapshot()[0]!.errors).toBe(1);
+  });
+
+  it("rejects a handler result that is not a payload", async () => {
+    const d = createDispatcher({ backends: [{ name: "t", handler: () => 42 as never }] });
+    expect(await codeOf(d.submit({ backend: "t" }))).toBe("internal");
+  });
+
+  it("keeps the numeric status of a gRPC client error thrown by a handler", async () => {
+    const e = Object.assign(new Error("[unavailable] upstream down"), { code: 14, rawMessage: "upstream down" });
+    const d = createDispatcher({ backends: [{ name: "t", handler: () => Promise.reject(e) }] });
+    const err = (await d.submit({ backend: "t" }).catch((x: unknown) => x)) as DispatchError;
+    expect(err.code).toBe("unavailable");
+    expect(err.message).toBe("upstream down");
+  });
+});
+
+describe("close()", () => {
+  it("stops admission, drains queued and running jobs, and is idempotent", async () => {
+    const { d, g } = setup({ workers: 1, maxConcurrency: 1, queueCapacity: 3 });
+    const a = d.submit({ backend: "b" });
+    const b = d.submit({ backend: "b" });
+    const closed = d.close();
+    expect(d.close()).toBe(closed);
+    expect(await codeOf(d.submit({ backend: "b" }))).toBe("unavailable");
+    expect(d.snapshot()[0]!.state).toBe("draining");
+    let done = false;
+    void closed.then(() => (done = true));
+    g.calls[0]!.resolve();
+    await flush();
+    expect(done).toBe(false);
+    g.calls[1]!.resolve();
+    await Promise.all([a, b, closed]);
+    expect(done).toBe(true);
+  });
+
+  it("aborts what is left when the grace period ends, answering every job", async () => {
+    const { d, g, clock } = setup({ workers: 1, maxConcurrency: 1, queueCapacity: 3 });
+    const running = d.submit({ backend: "b" });
+    const queued = d.submit({ backend: "b" });
+    const codes = Promise.all([codeOf(running), codeOf(queued)]);
+    const closed = d.close({ graceMs: 500 });
+    clock.advance(500);
+    expect(await codes).toEqual(["unavailable", "unavailable"]);
+    expect(g.calls[0]!.ctx.signal.aborted).toBe(true);
+    expect(g.calls).toHaveLength(1);
+    await closed;
+    expect(clock.pending).toBe(0);
+  });
+
+  it("resolves at once when idle", async () => {
+    const { d } = setup();
+    await d.close();
+    expect(d.closing).toBe(true);
+  });
+});
+
+describe("observer", () => {
+  it("sees admitted, started and ended in order, once each", async () => {
+    const events: string[] = [];
+    const g = gate();
+    const d: Dispatcher = createDispatcher({
+      observer: {
+        jobAdmitted: (j) => events.push(`admitted ${j.workerId} ${j.affinity}`),
+        jobStarted: (j) => events.push(`started ${j.workerId}`),
+        jobEnded: (j, outcome) => events.push(`ended ${j.workerId} ${outcome}`),
+        jobRejected: (b, _w, e) => events.push(`rejected ${b} ${e.code}`),
+      },
+      backends: [{ name: "o", handler: g.handler, workers: 1, maxConcurrency: 1, queueCapacity: 0 }],
+    });
+    const p = d.submit({ backend: "o", sessionId: "s" });
+    await d.submit({ backend: "o" }).catch(() => undefined);
+    g.calls[0]!.resolve();
+    await p;
+    expect(events).toEqual(["admitted o/0 miss", "started o/0", "rejected o resource_exhausted", "ended o/0 ok"]);
+  });
+});
+
+describe("options", () => {
+  it("names the bad option and the value received", () => {
+    expect(() => createDispatcher({ backends: [{ name: "x", handler: () => ({ json: 1 }), maxConcurrency: 0 }] })).toThrow(
+      /backend "x": maxConcurrency: expected a positive integer, got 0/,
+    );
+    expect(() => createDispatcher({ backends: [{ name: "x", handler: () => ({ json: 1 }), policy: "fastest" }] })).toThrow(/policy: unknown "fastest"/);
+    const d = createDispatcher({ backends: [{ name: "x", handler: () => ({ json: 1 }) }] });
+    expect(() => d.register({ name: "x", handler: () => ({ json: 1 }) })).toThrow(/already registered/);
+  });
+});
