@@ -2,6 +2,7 @@ import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { specGrpcMessages } from "./grpc-message.js";
 
 export interface Http2ServerOptions {
   host: string;
@@ -31,7 +32,7 @@ export async function listenHttp2(o: Http2ServerOptions): Promise<Http2Listener>
     interceptors: o.interceptors ?? [],
     readMaxBytes: o.readMaxBytes,
   });
-  const server = http2.createServer({}, handler);
+  const server = http2.createServer({}, specGrpcMessages(handler));
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (s) => {
     sessions.add(s);
