@@ -35,6 +35,10 @@ function nonEmpty(v: string | undefined): boolean {
  * so this is how an explicit `env` (tests, benchmarks) reaches them.
  */
 export function withOtelEnv<T>(env: NodeJS.ProcessEnv, extra: Record<string, string>, fn: () => T): T {
+  // Read `env` before clearing: it may be process.env itself.
+  const wanted: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) if (k.startsWith("OTEL_") && v !== undefined) wanted[k] = v;
+  Object.assign(wanted, extra);
   const saved: Record<string, string | undefined> = {};
   for (const k of Object.keys(process.env)) {
     if (k.startsWith("OTEL_")) {
@@ -42,9 +46,6 @@ export function withOtelEnv<T>(env: NodeJS.ProcessEnv, extra: Record<string, str
       delete process.env[k];
     }
   }
-  const wanted: Record<string, string> = {};
-  for (const [k, v] of Object.entries(env)) if (k.startsWith("OTEL_") && v !== undefined) wanted[k] = v;
-  Object.assign(wanted, extra);
   Object.assign(process.env, wanted);
   try {
     return fn();

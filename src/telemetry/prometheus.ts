@@ -14,7 +14,8 @@ export interface ScrapeEndpoint {
  * not used because it cannot report the port it bound when asked for port 0.
  */
 export async function listenPrometheus(host: string, port: number): Promise<ScrapeEndpoint> {
-  const reader = new PrometheusExporter({ preventServerStart: true });
+  // One instrumentation scope ("dispatcher"): an otel_scope_name label on every series would say nothing.
+  const reader = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true });
   const server = http.createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (path === "/metrics" && (req.method === "GET" || req.method === "HEAD")) {

@@ -43,6 +43,11 @@ export function statusOf(e: unknown): number {
   return e instanceof ConnectError ? e.code : Code.Internal;
 }
 
+function messageOf(e: unknown): string | undefined {
+  if (e instanceof ConnectError) return e.rawMessage;
+  return e instanceof Error ? e.message : undefined;
+}
+
 /**
  * One SERVER span per RPC, named "<package.Service>/<Method>", its parent
  * taken from the incoming W3C trace context; and the
@@ -88,7 +93,7 @@ export function createRpcInterceptor(tracer: Tracer | undefined, meter: Meter | 
       if (span !== undefined) {
         span.setAttribute(n.ATTR_RPC_GRPC_STATUS_CODE, code);
         if (n.SERVER_ERROR_CODES.has(code)) {
-          span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : undefined });
+          span.setStatus({ code: SpanStatusCode.ERROR, message: messageOf(error) });
         }
         span.end(spanTime());
       }
