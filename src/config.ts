@@ -11,6 +11,15 @@ import { parseDuration } from "./duration.js";
 export interface Config {
   server: ServerConfig;
   backends: BackendConfig[];
+  telemetry: TelemetryConfig;
+}
+
+/** Metrics endpoint. Tracing is configured by the standard OTEL_* environment variables, not here. */
+export interface TelemetryConfig {
+  /** Port of the Prometheus scrape endpoint (HTTP/1.1, GET /metrics). Default: none, no endpoint. 0 picks a free port. */
+  prometheusPort: number | undefined;
+  /** Interface of the scrape endpoint. Default 127.0.0.1, like server.host. */
+  prometheusHost: string;
 }
 
 export interface ServerConfig {
@@ -74,6 +83,7 @@ export async function loadConfig(file: string | undefined, env: NodeJS.ProcessEn
   if (env["HOST"]) config.server.host = env["HOST"];
   if (env["PORT"]) config.server.port = port(Number(env["PORT"]), "PORT");
   if (env["LOG_LEVEL"]) config.server.logLevel = env["LOG_LEVEL"];
+  if (env["PROMETHEUS_PORT"]) config.telemetry.prometheusPort = port(Number(env["PROMETHEUS_PORT"]), "PROMETHEUS_PORT");
   if (flags.host !== undefined) config.server.host = flags.host;
   if (flags.port !== undefined) config.server.port = port(flags.port, "--port");
   return config;
@@ -81,7 +91,7 @@ export async function loadConfig(file: string | undefined, env: NodeJS.ProcessEn
 
 export function validateConfig(raw: unknown): Config {
   const top = object(raw, "config");
-  known(top, ["server", "backends"], "config");
+  known(top, ["server", "backends", "telemetry"], "config");
   const s = top["server"] === undefined ? {} : object(top["server"], "server");
   known(s, ["host", "port", "shutdown_grace", "log_level"], "server");
   const server: ServerConfig = {
@@ -128,7 +138,13 @@ export function validateConfig(raw: unknown): Config {
       options: o["options"] === undefined ? {} : object(o["options"], `${at}.options`),
     } satisfies BackendConfig;
   });
-  return { server, backends };
+  const t = top["telemetry"] === undefined ? {} : object(top["telemetry"], "telemetry");
+  known(t, ["prometheus_port", "prometheus_host"], "telemetry");
+  const telemetry: TelemetryConfig = {
+    prometheusPort: t["prometheus_port"] === undefined ? undefined : port(t["prometheus_port"], "telemetry.prometheus_port"),
+    prometheusHost: t["prometheus_host"] === undefined ? "127.0.0.1" : string(t["prometheus_host"], "telemetry.prometheus_host"),
+  };
+  return { server, backends, telemetry };
 }
 
 function endpoint(v: unknown, at: string): WorkerConfig {

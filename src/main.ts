@@ -2,11 +2,13 @@ import { parseArgs } from "node:util";
 import { pino } from "pino";
 import { startApp } from "./app.js";
 import { loadConfig } from "./config.js";
+import { startTelemetry, type Telemetry } from "./telemetry/index.js";
 
 const usage = `usage: dispatcher [--config FILE.yaml|FILE.json] [--host HOST] [--port PORT]
 
 Serves DispatcherService over gRPC, gRPC-Web and Connect (h2c).
-Environment: HOST, PORT, LOG_LEVEL override the config file; flags override both.`;
+Environment: HOST, PORT, LOG_LEVEL, PROMETHEUS_PORT override the config file; flags override both.
+Tracing: the standard OTEL_* variables (e.g. OTEL_EXPORTER_OTLP_ENDPOINT); nothing is exported unless set.`;
 
 async function main(): Promise<number> {
   let args;
@@ -29,22 +31,33 @@ async function main(): Promise<number> {
   }
   const log = pino({ level: process.env["LOG_LEVEL"] ?? "info" });
   let app;
+  let telemetry: Telemetry | undefined;
   try {
     const config = await loadConfig(args.config, process.env, {
       host: args.host,
       port: args.port === undefined ? undefined : Number(args.port),
     });
     log.level = config.server.logLevel;
-    app = await startApp(config);
+    // Telemetry first, so that the server's first call is traced.
+    telemetry = await startTelemetry({
+      prometheusPort: config.telemetry.prometheusPort,
+      prometheusHost: config.telemetry.prometheusHost,
+    });
+    if (telemetry.prometheusPort !== undefined) {
+      log.info({ port: telemetry.prometheusPort }, `metrics at http://${config.telemetry.prometheusHost}:${telemetry.prometheusPort}/metrics`);
+    }
+    app = await startApp(config, { observer: telemetry.observer, interceptors: telemetry.interceptors });
     log.info(
       { host: app.server.host, port: app.server.port, backends: app.dispatcher.backendNames() },
       `dispatcher listening on ${app.server.host}:${app.server.port}`,
     );
   } catch (e) {
     log.fatal({ err: e }, `cannot start: ${(e as Error).message}`);
+    await telemetry?.shutdown().catch(() => undefined);
     return 1;
   }
   const running = app;
+  const tel = telemetry;
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {
@@ -55,16 +68,20 @@ async function main(): Promise<number> {
       }
       stopping = true;
       log.info({ signal }, "draining: new calls get UNAVAILABLE");
-      running.close().then(
-        () => {
-          log.info("stopped");
-          resolve(0);
-        },
-        (e: unknown) => {
-          log.error({ err: e }, "error while stopping");
-          resolve(1);
-        },
-      );
+      // The server drains first; then telemetry flushes, so the spans of the last calls are exported.
+      running
+        .close()
+        .finally(() => tel.shutdown())
+        .then(
+          () => {
+            log.info("stopped");
+            resolve(0);
+          },
+          (e: unknown) => {
+            log.error({ err: e }, "error while stopping");
+            resolve(1);
+          },
+        );
     };
     process.on("SIGTERM", () => stop("SIGTERM"));
     process.on("SIGINT", () => stop("SIGINT"));

@@ -1,0 +1,28 @@
+import type { HrTime } from "@opentelemetry/api";
+
+/**
+ * Span timestamps from one monotonic clock, so that the spans of a trace
+ * line up to the microsecond: a job's queue wait ends exactly where its run
+ * starts. The SDK's own default starts each span at Date.now(), whole
+ * milliseconds, which makes a child appear to start before its parent
+ * ended. performance.now() is anchored to the wall clock; the anchor is
+ * checked once a second and moved only when the two clocks drift apart by
+ * more than a millisecond (NTP adjustments), so spans neither jitter nor
+ * drift.
+ */
+let anchorMs = Date.now() - performance.now();
+let checkedAt = performance.now();
+const CHECK_EVERY_MS = 1_000;
+const MAX_DRIFT_MS = 1;
+
+export function spanTime(): HrTime {
+  const p = performance.now();
+  if (p - checkedAt > CHECK_EVERY_MS) {
+    checkedAt = p;
+    const wall = Date.now() - p;
+    if (Math.abs(wall - anchorMs) > MAX_DRIFT_MS) anchorMs = wall;
+  }
+  const ms = anchorMs + p;
+  const seconds = Math.floor(ms / 1000);
+  return [seconds, Math.min(999_999_999, Math.round((ms - seconds * 1000) * 1e6))];
+}

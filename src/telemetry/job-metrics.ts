@@ -1,0 +1,158 @@
+import type { Attributes, Histogram, Meter, ObservableResult } from "@opentelemetry/api";
+import { ATTR_ERROR_TYPE } from "@opentelemetry/semantic-conventions";
+import type { AffinityOutcome, DispatchError, JobOutcome, JobView } from "../core/index.js";
+import * as n from "./names.js";
+
+/** A monotonic count with the attributes it is reported under. */
+interface Count {
+  readonly attributes: Attributes;
+  value: number;
+}
+
+/** Counts keyed by a string built from their attributes; read by observable instruments at collection. */
+class Tally {
+  readonly entries = new Map<string, Count>();
+
+  add(key: string, attributes: () => Attributes): void {
+    let c = this.entries.get(key);
+    if (c === undefined) {
+      c = { attributes: attributes(), value: 0 };
+      this.entries.set(key, c);
+    }
+    c.value++;
+  }
+
+  observe = (result: ObservableResult): void => {
+    for (const c of this.entries.values()) result.observe(c.value, c.attributes);
+  };
+}
+
+/** Per-worker state, found once per event by worker id. */
+export class WorkerStats {
+  queued = 0;
+  inflight = 0;
+  readonly completed: Count;
+  readonly runAttributes = new Map<JobOutcome, Attributes>();
+
+  constructor(readonly attributes: Attributes) {
+    this.completed = { attributes, value: 0 };
+  }
+
+  runAttributesFor(outcome: JobOutcome): Attributes {
+    let a = this.runAttributes.get(outcome);
+    if (a === undefined) {
+      a = { ...this.attributes, [n.ATTR_OUTCOME]: outcome };
+      this.runAttributes.set(outcome, a);
+    }
+    return a;
+  }
+}
+
+/**
+ * The dispatcher's metrics. Histograms are recorded as jobs start and end;
+ * counts and gauges are plain numbers kept here and read by observable
+ * instruments when a reader collects, so the submit path pays a Map lookup
+ * and an increment for them, not an SDK call with attribute hashing.
+ */
+export class JobMetrics {
+  private readonly workers = new Map<string, WorkerStats>();
+  private readonly queueWait: Histogram;
+  private readonly run: Histogram;
+  private readonly errors = new Tally();
+  private readonly cancelled = new Tally();
+  private readonly rejected = new Tally();
+  private readonly affinity = new Tally();
+
+  constructor(meter: Meter) {
+    const advice = { explicitBucketBoundaries: n.DURATION_BUCKETS_S };
+    this.queueWait = meter.createHistogram(n.METRIC_QUEUE_WAIT, {
+      unit: "s",
+      description: "Time jobs spent in a worker's queue, from admission to start",
+      advice,
+    });
+    this.run = meter.createHistogram(n.METRIC_JOB_RUN, {
+      unit: "s",
+      description: "Time jobs' handlers ran, from start to end, by outcome",
+      advice,
+    });
+    meter
+      .createObservableGauge(n.METRIC_QUEUE_DEPTH, { unit: "{job}", description: "Jobs waiting in a worker's queue" })
+      .addCallback((r) => {
+        for (const w of this.workers.values()) r.observe(w.queued, w.attributes);
+      });
+    meter
+      .createObservableGauge(n.METRIC_INFLIGHT, { unit: "{job}", description: "Jobs running on a worker" })
+      .addCallback((r) => {
+        for (const w of this.workers.values()) r.observe(w.inflight, w.attributes);
+      });
+    meter
+      .createObservableCounter(n.METRIC_COMPLETED, { unit: "{job}", description: "Jobs whose handler succeeded" })
+      .addCallback((r) => {
+        for (const w of this.workers.values()) r.observe(w.completed.value, w.attributes);
+      });
+    meter
+      .createObservableCounter(n.METRIC_ERRORS, { unit: "{job}", description: "Jobs whose handler failed or timed out, by error.type" })
+      .addCallback(this.errors.observe);
+    meter
+      .createObservableCounter(n.METRIC_CANCELLED, {
+        unit: "{job}",
+        description: "Jobs ended by the client: cancelled, deadline exceeded, or cut by shutdown (dispatcher.outcome)",
+      })
+      .addCallback(this.cancelled.observe);
+    meter
+      .createObservableCounter(n.METRIC_REJECTED, { unit: "{job}", description: "Submits refused before any worker took them, by error.type" })
+      .addCallback(this.rejected.observe);
+    meter
+      .createObservableCounter(n.METRIC_AFFINITY, { unit: "{job}", description: "Worker selections by affinity outcome" })
+      .addCallback(this.affinity.observe);
+  }
+
+  stats(job: JobView): WorkerStats {
+    let w = this.workers.get(job.workerId);
+    if (w === undefined) {
+      w = new WorkerStats({ [n.ATTR_BACKEND]: job.backend, [n.ATTR_WORKER_ID]: job.workerId });
+      this.workers.set(job.workerId, w);
+    }
+    return w;
+  }
+
+  admitted(job: JobView, w: WorkerStats): void {
+    w.queued++;
+    const a: AffinityOutcome = job.affinity;
+    this.affinity.add(`${job.workerId}\0${a}`, () => ({ ...w.attributes, [n.ATTR_AFFINITY]: a }));
+  }
+
+  started(job: JobView, w: WorkerStats): void {
+    w.queued--;
+    w.inflight++;
+    this.queueWait.record((job.startedAt - job.admittedAt) / 1000, w.attributes);
+  }
+
+  ended(job: JobView, w: WorkerStats, wasRunning: boolean, outcome: JobOutcome, error: DispatchError | undefined): void {
+    if (wasRunning) {
+      w.inflight--;
+      this.run.record((job.endedAt - job.startedAt) / 1000, w.runAttributesFor(outcome));
+    } else {
+      w.queued--;
+    }
+    if (outcome === "ok") {
+      w.completed.value++;
+    } else if (outcome === "error" || outcome === "timeout") {
+      const type = error?.code ?? "unknown";
+      this.errors.add(`${job.workerId}\0${type}`, () => ({ ...w.attributes, [ATTR_ERROR_TYPE]: type }));
+    } else {
+      this.cancelled.add(`${job.workerId}\0${outcome}`, () => ({ ...w.attributes, [n.ATTR_OUTCOME]: outcome }));
+    }
+  }
+
+  rejectedJob(requested: string, workerId: string | undefined, error: DispatchError): void {
+    // An unknown or missing backend name is the client's text: not a label, or clients could mint series.
+    const backend = error.code === "not_found" || error.code === "invalid_argument" ? undefined : requested;
+    this.rejected.add(`${backend ?? ""}\0${workerId ?? ""}\0${error.code}`, () => {
+      const a: Attributes = { [ATTR_ERROR_TYPE]: error.code };
+      if (backend !== undefined) a[n.ATTR_BACKEND] = backend;
+      if (workerId !== undefined) a[n.ATTR_WORKER_ID] = workerId;
+      return a;
+    });
+  }
+}

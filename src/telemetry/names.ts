@@ -1,0 +1,51 @@
+/**
+ * Span, attribute and metric names: the contract with dashboards and
+ * queries (docs/telemetry.md lists them). DESIGN.md §7 fixes the RPC
+ * attributes to the gRPC semantic conventions' rpc.system / rpc.service /
+ * rpc.method / rpc.grpc.status_code, which the semantic-conventions package
+ * keeps only in its unstable entry point, hence the local constants.
+ */
+
+/** Instrumentation scope of every span and instrument this service makes. */
+export const SCOPE = "dispatcher";
+
+export const SPAN_QUEUE_WAIT = "dispatcher.queue.wait";
+export const SPAN_JOB_RUN = "dispatcher.job.run";
+
+export const ATTR_RPC_SYSTEM = "rpc.system";
+export const ATTR_RPC_SERVICE = "rpc.service";
+export const ATTR_RPC_METHOD = "rpc.method";
+export const ATTR_RPC_GRPC_STATUS_CODE = "rpc.grpc.status_code";
+
+export const ATTR_BACKEND = "dispatcher.backend";
+export const ATTR_WORKER_ID = "dispatcher.worker.id";
+/** hit / miss / spill / none (core/observer.ts AffinityOutcome). */
+export const ATTR_AFFINITY = "dispatcher.affinity";
+export const ATTR_ATTEMPT = "dispatcher.attempt";
+/** ok / error / timeout / cancelled / deadline_exceeded / shutdown, or rejected. */
+export const ATTR_OUTCOME = "dispatcher.outcome";
+
+export const METRIC_QUEUE_WAIT = "dispatcher.queue.wait.duration";
+export const METRIC_JOB_RUN = "dispatcher.job.run.duration";
+export const METRIC_QUEUE_DEPTH = "dispatcher.queue.depth";
+export const METRIC_INFLIGHT = "dispatcher.jobs.inflight";
+export const METRIC_COMPLETED = "dispatcher.jobs.completed";
+export const METRIC_ERRORS = "dispatcher.jobs.errors";
+export const METRIC_REJECTED = "dispatcher.jobs.rejected";
+export const METRIC_CANCELLED = "dispatcher.jobs.cancelled";
+export const METRIC_AFFINITY = "dispatcher.affinity.outcomes";
+
+/**
+ * Histogram bounds in seconds, from a millisecond to ten minutes: echo jobs
+ * take well under a millisecond, LLM calls and long queues take minutes.
+ */
+export const DURATION_BUCKETS_S = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600,
+];
+
+/**
+ * gRPC codes that mark a SERVER span as an error (semantic conventions for
+ * gRPC: UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE,
+ * DATA_LOSS); the others are the client's doing and leave the status unset.
+ */
+export const SERVER_ERROR_CODES: ReadonlySet<number> = new Set([2, 4, 12, 13, 14, 15]);

@@ -1,0 +1,168 @@
+import {
+  context,
+  propagation,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Attributes,
+  type Context,
+  type Histogram,
+  type Meter,
+  type Span,
+  type TextMapGetter,
+  type Tracer,
+} from "@opentelemetry/api";
+import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
+import { METRIC_RPC_SERVER_CALL_DURATION } from "@opentelemetry/semantic-conventions";
+import { spanTime } from "./clock.js";
+import * as n from "./names.js";
+
+/** Services that are not traced: probes and tooling would drown the calls that matter (issue 4). */
+const UNTRACED: ReadonlySet<string> = new Set([
+  "grpc.health.v1.Health",
+  "grpc.reflection.v1.ServerReflection",
+  "grpc.reflection.v1alpha.ServerReflection",
+]);
+
+/** gRPC status OK, which connect's Code enum leaves out. */
+const OK = 0;
+
+/** gRPC metadata and Connect headers arrive alike as HTTP headers. */
+const headerGetter: TextMapGetter<Headers> = {
+  get: (carrier, key) => carrier.get(key) ?? undefined,
+  keys: (carrier) => [...carrier.keys()],
+};
+
+/**
+ * The status the client sees for what the implementation threw: connect
+ * sends a ConnectError's code and "internal error" (INTERNAL) for anything
+ * else, in all three protocols.
+ */
+export function statusOf(e: unknown): number {
+  return e instanceof ConnectError ? e.code : Code.Internal;
+}
+
+function messageOf(e: unknown): string | undefined {
+  if (e instanceof ConnectError) return e.rawMessage;
+  return e instanceof Error ? e.message : undefined;
+}
+
+/**
+ * One SERVER span per RPC, named "<package.Service>/<Method>", its parent
+ * taken from the incoming W3C trace context; and the
+ * `rpc.server.call.duration` histogram. The span is the active context of
+ * the implementation; for a streaming response it lasts the whole stream and
+ * each step of the generator runs in it (connect calls the generator outside
+ * the interceptor, PLATFORM.md).
+ */
+export function createRpcInterceptor(tracer: Tracer | undefined, meter: Meter | undefined): Interceptor | undefined {
+  if (tracer === undefined && meter === undefined) return undefined;
+  const duration: Histogram | undefined = meter?.createHistogram(METRIC_RPC_SERVER_CALL_DURATION, {
+    unit: "s",
+    description: "Duration of incoming RPCs, to the end of the response stream",
+    advice: { explicitBucketBoundaries: n.DURATION_BUCKETS_S },
+  });
+  const durationAttributes = new Map<string, Attributes>();
+
+  return (next) => async (req) => {
+    const service = req.service.typeName;
+    if (UNTRACED.has(service)) return next(req);
+    const method = req.method.name;
+    const start = performance.now();
+    let span: Span | undefined;
+    let ctx: Context | undefined;
+    if (tracer !== undefined) {
+      const parent = propagation.extract(ROOT_CONTEXT, req.header, headerGetter);
+      span = tracer.startSpan(
+        `${service}/${method}`,
+        {
+          kind: SpanKind.SERVER,
+          startTime: spanTime(),
+          attributes: { [n.ATTR_RPC_SYSTEM]: "grpc", [n.ATTR_RPC_SERVICE]: service, [n.ATTR_RPC_METHOD]: method },
+        },
+        parent,
+      );
+      ctx = trace.setSpan(parent, span);
+    }
+
+    let ended = false;
+    const end = (code: number, error?: unknown): void => {
+      if (ended) return;
+      ended = true;
+      if (span !== undefined) {
+        span.setAttribute(n.ATTR_RPC_GRPC_STATUS_CODE, code);
+        if (n.SERVER_ERROR_CODES.has(code)) {
+          span.setStatus({ code: SpanStatusCode.ERROR, message: messageOf(error) });
+        }
+        span.end(spanTime());
+      }
+      if (duration !== undefined) {
+        const key = `${service}/${method}\0${code}`;
+        let attributes = durationAttributes.get(key);
+        if (attributes === undefined) {
+          attributes = {
+            [n.ATTR_RPC_SYSTEM]: "grpc",
+            [n.ATTR_RPC_SERVICE]: service,
+            [n.ATTR_RPC_METHOD]: method,
+            [n.ATTR_RPC_GRPC_STATUS_CODE]: code,
+          };
+          durationAttributes.set(key, attributes);
+        }
+        duration.record((performance.now() - start) / 1000, attributes);
+      }
+    };
+
+    let res;
+    try {
+      res = ctx === undefined ? await next(req) : await context.with(ctx, next, undefined, req);
+    } catch (e) {
+      end(statusOf(e), e);
+      throw e;
+    }
+    if (!res.stream) {
+      end(OK);
+      return res;
+    }
+    return { ...res, message: streamInContext(res.message, ctx, end) } satisfies StreamResponse;
+  };
+}
+
+/**
+ * Runs each step of a response stream in `ctx`, and reports how the stream
+ * ended: OK when it is exhausted, the thrown status when it fails, CANCELLED
+ * when the server stops reading it early (the client went away).
+ */
+function streamInContext<T>(
+  stream: AsyncIterable<T>,
+  ctx: Context | undefined,
+  end: (code: number, error?: unknown) => void,
+): AsyncIterable<T> {
+  const inContext = <R>(fn: () => R): R => (ctx === undefined ? fn() : context.with(ctx, fn));
+  return {
+    [Symbol.asyncIterator]() {
+      const it = stream[Symbol.asyncIterator]();
+      return {
+        async next() {
+          try {
+            const r = await inContext(() => it.next());
+            if (r.done === true) end(OK);
+            return r;
+          } catch (e) {
+            end(statusOf(e), e);
+            throw e;
+          }
+        },
+        async return(value?: unknown) {
+          end(Code.Canceled);
+          return it.return === undefined ? { done: true as const, value: value as never } : inContext(() => it.return!(value));
+        },
+        async throw(e?: unknown) {
+          end(statusOf(e), e);
+          if (it.throw === undefined) throw e;
+          return inContext(() => it.throw!(e));
+        },
+      };
+    },
+  };
+}
