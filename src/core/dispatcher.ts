@@ -273,6 +273,8 @@ class DispatcherImpl implements Dispatcher {
   fail(job: Job, outcome: JobOutcome, err: DispatchError): void {
     if (job.state === "done") return;
     const wasRunning = job.state === "running";
+    // settle() unlinks the controller; keep it to abort the handler.
+    const controller = job.controller;
     this.settle(job);
     const w = job.worker;
     if (outcome === "error" || outcome === "timeout") {
@@ -285,7 +287,7 @@ class DispatcherImpl implements Dispatcher {
       w.cancelled++;
     }
     // Abort after settling, so a handler reacting synchronously to the abort finds the job done.
-    if (wasRunning && outcome !== "error") job.controller!.abort(err);
+    if (wasRunning && outcome !== "error") controller!.abort(err);
     this.observer.jobEnded?.(job, outcome, err);
     job.reject(err);
     this.afterSettle(w);
