@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { extname } from "node:path";
 import { parse as parseYaml } from "yaml";
+import type { OutlierOptions, RetryOptions } from "./core/index.js";
 import { parseDuration } from "./duration.js";
 
 /**
@@ -42,6 +43,10 @@ export interface BackendConfig {
   timeoutMs: number | undefined;
   policy: string | undefined;
   affinity: { ttlMs: number | undefined; maxPins: number | undefined };
+  /** Undefined: no retries. Unset fields take the core's defaults. */
+  retry: RetryOptions | undefined;
+  /** Undefined: the core's default (on, 5 failures). */
+  outlier: OutlierOptions | undefined;
   /** Kind-specific settings, passed to the backend kind as written. */
   options: Record<string, unknown>;
 }
@@ -107,7 +112,7 @@ export function validateConfig(raw: unknown): Config {
   const backends = top["backends"].map((b, i) => {
     const at = `backends[${i}]`;
     const o = object(b, at);
-    known(o, ["name", "kind", "workers", "endpoints", "max_concurrency", "queue_capacity", "timeout", "policy", "affinity", "options"], at);
+    known(o, ["name", "kind", "workers", "endpoints", "max_concurrency", "queue_capacity", "timeout", "policy", "affinity", "retry", "outlier", "options"], at);
     const name = string(o["name"], `${at}.name`);
     if (names.has(name)) throw new TypeError(`${at}.name: duplicate backend name "${name}"`);
     names.add(name);
@@ -135,6 +140,8 @@ export function validateConfig(raw: unknown): Config {
         ttlMs: aff["ttl"] === undefined ? undefined : parseDuration(aff["ttl"], `${at}.affinity.ttl`),
         maxPins: optionalInt(aff["max_pins"], `${at}.affinity.max_pins`),
       },
+      retry: o["retry"] === undefined ? undefined : retry(o["retry"], `${at}.retry`),
+      outlier: o["outlier"] === undefined ? undefined : outlier(o["outlier"], `${at}.outlier`),
       options: o["options"] === undefined ? {} : object(o["options"], `${at}.options`),
     } satisfies BackendConfig;
   });
@@ -145,6 +152,45 @@ export function validateConfig(raw: unknown): Config {
     prometheusHost: t["prometheus_host"] === undefined ? "127.0.0.1" : string(t["prometheus_host"], "telemetry.prometheus_host"),
   };
   return { server, backends, telemetry };
+}
+
+function retry(v: unknown, at: string): RetryOptions {
+  const o = object(v, at);
+  known(o, ["max_attempts", "initial_backoff", "max_backoff", "multiplier", "budget_percent", "min_retry_concurrency"], at);
+  const m = o["multiplier"];
+  if (m !== undefined && !(typeof m === "number" && m >= 1)) throw new TypeError(`${at}.multiplier: expected a number ≥ 1, got ${JSON.stringify(m)}`);
+  const b = o["budget_percent"];
+  if (b !== undefined && !(typeof b === "number" && b >= 0 && b <= 100)) {
+    throw new TypeError(`${at}.budget_percent: expected a percentage 0-100, got ${JSON.stringify(b)}`);
+  }
+  return {
+    maxAttempts: optionalInt(o["max_attempts"], `${at}.max_attempts`),
+    initialBackoffMs: optionalDuration(o["initial_backoff"], `${at}.initial_backoff`),
+    maxBackoffMs: optionalDuration(o["max_backoff"], `${at}.max_backoff`),
+    multiplier: optionalNumber(o["multiplier"], `${at}.multiplier`),
+    budgetPercent: optionalNumber(o["budget_percent"], `${at}.budget_percent`),
+    minRetryConcurrency: optionalInt(o["min_retry_concurrency"], `${at}.min_retry_concurrency`),
+  };
+}
+
+function outlier(v: unknown, at: string): OutlierOptions {
+  const o = object(v, at);
+  known(o, ["consecutive_failures", "base_ejection", "max_ejection"], at);
+  return {
+    consecutiveFailures: optionalInt(o["consecutive_failures"], `${at}.consecutive_failures`),
+    baseEjectionMs: optionalDuration(o["base_ejection"], `${at}.base_ejection`),
+    maxEjectionMs: optionalDuration(o["max_ejection"], `${at}.max_ejection`),
+  };
+}
+
+function optionalDuration(v: unknown, what: string): number | undefined {
+  return v === undefined ? undefined : parseDuration(v, what);
+}
+
+function optionalNumber(v: unknown, what: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw new TypeError(`${what}: expected a number ≥ 0, got ${JSON.stringify(v)}`);
+  return v;
 }
 
 function endpoint(v: unknown, at: string): WorkerConfig {

@@ -1,13 +1,17 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { AffinityTable, type Pin } from "./affinity.js";
 import { systemClock, type Clock, type TimerHandle } from "./clock.js";
+import { clearEjection, noteFailure, noteSuccess } from "./ejection.js";
 import { DispatchError } from "./errors.js";
-import type { Handler, HandlerContext, HandlerResult, Payload } from "./handler.js";
-import { noopObserver, type AffinityOutcome, type DispatchObserver, type JobOutcome, type JobView } from "./observer.js";
+import type { HandlerContext, HandlerResult, Payload } from "./handler.js";
+import { noopObserver, type AffinityOutcome, type DispatchObserver, type JobOutcome } from "./observer.js";
 import { validateBackendOptions, nonNegativeInt, type BackendOptions, type DispatcherOptions } from "./options.js";
-import { createPolicy, pickLeastLoaded, type SelectionPolicy } from "./policy.js";
-import type { QueueNode } from "./queue.js";
-import { canAdmit, loadOf, Worker, type WorkerState } from "./worker.js";
+import { Job, onTimer, type BackendEntry } from "./job.js";
+import { createPolicy } from "./policy.js";
+import { JobQueue } from "./queue.js";
+import { placeRetry, retryDelay, withinBudget, type RetryPolicy } from "./retry.js";
+import { snapshotBackends, type WorkerSnapshot } from "./snapshot.js";
+import { canAdmit, loadOf, Worker } from "./worker.js";
 
 export interface SubmitOptions {
   backend: string;
@@ -32,27 +36,8 @@ export interface JobResult {
   attempts: number;
 }
 
-export interface WorkerSnapshot {
-  workerId: string;
-  backend: string;
-  endpoint: string | undefined;
-  state: WorkerState;
-  inflight: number;
-  queued: number;
-  queueCapacity: number;
-  maxConcurrency: number;
-  load: number;
-  completed: number;
-  errors: number;
-  rejected: number;
-  cancelled: number;
-  ejections: number;
-  sessions: number;
-  queueWaitP50Ms: number;
-  queueWaitP99Ms: number;
-  executionP50Ms: number;
-  executionP99Ms: number;
-}
+
+export type { WorkerSnapshot } from "./snapshot.js";
 
 export interface Dispatcher {
   /** Adds a backend; throws a TypeError naming a bad option, or if the name is taken. */
@@ -71,74 +56,6 @@ export interface Dispatcher {
   close(options?: { graceMs?: number }): Promise<void>;
 }
 
-/** Samples older than this are left out of the percentiles of a snapshot. */
-const PERCENTILE_WINDOW_MS = 60_000;
-/** Expired pins removed per backend per snapshot, so `sessions` stays current when traffic stops. */
-const SNAPSHOT_SWEEP = 10_000;
-
-interface BackendEntry {
-  name: string;
-  handler: Handler;
-  workers: Worker<Job>[];
-  policy: SelectionPolicy;
-  affinity: AffinityTable<Worker<Job>> | undefined;
-  timeoutMs: number;
-}
-
-type JobState = "queued" | "running" | "done";
-
-/**
- * One Submit from admission to result. A class so that it can be its own
- * queue node, abort listener (handleEvent) and timer argument: the submit
- * path allocates no closures for those.
- */
-class Job implements JobView, QueueNode {
-  prev: QueueNode | null = null;
-  next: QueueNode | null = null;
-  state: JobState = "queued";
-  attempt = 1;
-  startedAt = 0;
-  endedAt = 0;
-  tag: unknown = undefined;
-  timer: TimerHandle | undefined = undefined;
-  controller: AbortController | undefined = undefined;
-  /** Runs a function in the async context the job was submitted from; set only when it had to queue. */
-  restore: (<R>(fn: () => R) => R) | undefined = undefined;
-  resolve!: (r: JobResult) => void;
-  reject!: (e: DispatchError) => void;
-
-  constructor(
-    readonly owner: DispatcherImpl,
-    readonly entry: BackendEntry,
-    readonly worker: Worker<Job>,
-    readonly affinity: AffinityOutcome,
-    readonly sessionId: string,
-    readonly payload: Payload,
-    readonly metadata: Record<string, string>,
-    readonly clientSignal: AbortSignal | undefined,
-    /** Clock ms; Infinity for none. */
-    readonly deadline: number,
-    readonly admittedAt: number,
-  ) {}
-
-  get backend(): string {
-    return this.entry.name;
-  }
-
-  get workerId(): string {
-    return this.worker.id;
-  }
-
-  /** The client's signal aborted. */
-  handleEvent(): void {
-    this.owner.fail(this, "cancelled", new DispatchError("cancelled", "the client cancelled the call"));
-  }
-}
-
-function onTimer(job: Job): void {
-  job.timer = undefined;
-  job.owner.timerFired(job);
-}
 
 class DispatcherImpl implements Dispatcher {
   private readonly entries = new Map<string, BackendEntry>();
@@ -149,6 +66,8 @@ class DispatcherImpl implements Dispatcher {
   private closePromise: Promise<void> | undefined;
   private onIdle: (() => void) | undefined;
   private graceTimer: TimerHandle | undefined;
+  /** Jobs waiting out a retry backoff, so that close() can end them. */
+  private readonly backingOff = new JobQueue<Job>();
   /** Jobs admitted and not yet settled, across all workers. */
   private active = 0;
   closing = false;
@@ -176,6 +95,11 @@ class DispatcherImpl implements Dispatcher {
       policy: createPolicy(o.policy),
       affinity: o.ttlMs > 0 ? new AffinityTable(o.ttlMs, o.maxPins) : undefined,
       timeoutMs: o.timeoutMs,
+      retry: o.retry,
+      outlier: o.outlier,
+      close: o.close,
+      active: 0,
+      retrying: 0,
     });
   }
 
@@ -234,6 +158,9 @@ class DispatcherImpl implements Dispatcher {
       job.reject = reject;
     });
     this.active++;
+    entry.active++;
+    // A retry starts from a timer: keep the submitter's async context (tracing) for it.
+    if (entry.retry !== undefined) job.restore = AsyncLocalStorage.snapshot();
     if (job.clientSignal !== undefined) job.clientSignal.addEventListener("abort", job);
     if (deadline !== Infinity) job.timer = this.clock.setTimer(onTimer, deadline - now, job);
     this.observer.jobAdmitted?.(job);
@@ -275,7 +202,7 @@ class DispatcherImpl implements Dispatcher {
     job.startedAt = now;
     w.running.push(job);
     w.inflight++;
-    w.queueWait.record(now - job.admittedAt, now);
+    w.queueWait.record(now - job.queuedAt, now);
     this.observer.jobStarted?.(job);
     const controller = new AbortController();
     job.controller = controller;
@@ -312,7 +239,9 @@ class DispatcherImpl implements Dispatcher {
     Promise.resolve(out).then(
       (r) => this.succeed(job, controller, r),
       (e: unknown) => {
-        if (job.controller === controller) this.fail(job, "error", DispatchError.from(e));
+        if (job.controller !== controller) return;
+        const err = DispatchError.from(e);
+        if (job.entry.retry === undefined || !this.retryLater(job, job.entry.retry, err)) this.fail(job, "error", err);
       },
     );
   }
@@ -326,7 +255,7 @@ class DispatcherImpl implements Dispatcher {
     }
     const now = this.settle(job);
     job.worker.completed++;
-    job.worker.consecutiveFailures = 0;
+    noteSuccess(job.worker);
     this.observer.jobEnded?.(job, "ok", undefined);
     job.resolve({
       payload: r,
@@ -343,12 +272,17 @@ class DispatcherImpl implements Dispatcher {
   /** Settles `job` with an error, once; aborts its handler if it is running. */
   fail(job: Job, outcome: JobOutcome, err: DispatchError): void {
     if (job.state === "done") return;
+    const wasRunning = job.state === "running";
+    // settle() unlinks the controller; keep it to abort the handler.
     const controller = job.controller;
     this.settle(job);
     const w = job.worker;
     if (outcome === "error" || outcome === "timeout") {
-      w.errors++;
-      w.consecutiveFailures++;
+      // A job failing from its retry backoff had its failed run counted when it ran.
+      if (wasRunning) {
+        w.errors++;
+        if (job.entry.outlier !== undefined) noteFailure(w, job.entry.workers, job.entry.outlier, err, this.clock);
+      }
     } else {
       w.cancelled++;
     }
@@ -361,6 +295,10 @@ class DispatcherImpl implements Dispatcher {
 
   timerFired(job: Job): void {
     if (job.state === "done") return;
+    if (job.state === "backoff") {
+      this.retryNow(job);
+      return;
+    }
     if (this.clock.now() >= job.deadline) {
       const where = job.state === "queued" ? "while queued" : "while running";
       this.fail(job, "deadline_exceeded", new DispatchError("deadline_exceeded", `the call's deadline passed ${where} on ${job.worker.id}`));
@@ -369,12 +307,69 @@ class DispatcherImpl implements Dispatcher {
     }
   }
 
+  /**
+   * Takes a job whose run failed off its worker and schedules its next
+   * attempt, if the policy, the budget and the deadline allow; false if not.
+   */
+  private retryLater(job: Job, p: RetryPolicy, err: DispatchError): boolean {
+    const entry = job.entry;
+    if (this.closing) return false;
+    const delay = retryDelay(p, job.attempt, err, this.random);
+    if (delay < 0) return false;
+    const now = this.clock.now();
+    // A retry that cannot finish before the deadline would only turn the real error into DEADLINE_EXCEEDED.
+    if (now + delay >= job.deadline) return false;
+    // A job's first retry takes a share of the budget; its later ones already hold it.
+    if (job.attempt === 1 && !withinBudget(p, entry.retrying, entry.active)) return false;
+    const w = job.worker;
+    w.running.remove(job);
+    w.inflight--;
+    w.execution.record(now - job.startedAt, now);
+    w.errors++;
+    if (entry.outlier !== undefined) noteFailure(w, entry.workers, entry.outlier, err, this.clock);
+    if (job.timer !== undefined) this.clock.clearTimer(job.timer);
+    job.controller = undefined;
+    job.state = "backoff";
+    job.lastError = err;
+    if (job.attempt === 1) entry.retrying++;
+    job.attempt++;
+    this.backingOff.push(job);
+    job.timer = this.clock.setTimer(onTimer, delay, job);
+    this.observer.jobRetrying?.(job, err, delay);
+    this.afterSettle(w);
+    return true;
+  }
+
+  /** The backoff of `job` is over: place it on a worker again. */
+  private retryNow(job: Job): void {
+    const now = this.clock.now();
+    if (now >= job.deadline) {
+      this.fail(job, "deadline_exceeded", new DispatchError("deadline_exceeded", `the call's deadline passed while waiting to retry: ${job.lastError!.message}`));
+      return;
+    }
+    const w = this.closing ? undefined : placeRetry(job, now, this.random);
+    if (w === undefined) {
+      // No worker can take it (queues full, or closing): the caller hears why the last attempt failed.
+      this.fail(job, "error", job.lastError!);
+      return;
+    }
+    this.backingOff.remove(job);
+    job.worker = w;
+    job.state = "queued";
+    job.queuedAt = now;
+    if (job.deadline !== Infinity) job.timer = this.clock.setTimer(onTimer, job.deadline - now, job);
+    if (w.inflight < w.maxConcurrency && w.queue.length === 0) this.start(job, now);
+    else w.queue.push(job);
+  }
+
   /** Unlinks a job from its worker and timers; returns the clock time. */
   private settle(job: Job): number {
     const now = this.clock.now();
     const w = job.worker;
     if (job.state === "queued") {
       w.queue.remove(job);
+    } else if (job.state === "backoff") {
+      this.backingOff.remove(job);
     } else {
       w.running.remove(job);
       w.inflight--;
@@ -389,6 +384,8 @@ class DispatcherImpl implements Dispatcher {
     }
     job.clientSignal?.removeEventListener("abort", job);
     this.active--;
+    job.entry.active--;
+    if (job.attempt > 1) job.entry.retrying--;
     return now;
   }
 
@@ -401,47 +398,18 @@ class DispatcherImpl implements Dispatcher {
   }
 
   snapshot(backends?: readonly string[]): WorkerSnapshot[] {
-    const now = this.clock.now();
-    const since = now - PERCENTILE_WINDOW_MS;
-    const out: WorkerSnapshot[] = [];
-    const names = backends === undefined || backends.length === 0 ? this.entries.keys() : backends;
-    for (const name of names) {
-      const entry = this.entries.get(name);
-      if (entry === undefined) continue;
-      entry.affinity?.sweep(now, SNAPSHOT_SWEEP);
-      for (const w of entry.workers) {
-        const [qw50, qw99] = w.queueWait.percentiles([0.5, 0.99], since);
-        const [ex50, ex99] = w.execution.percentiles([0.5, 0.99], since);
-        out.push({
-          workerId: w.id,
-          backend: w.backend,
-          endpoint: w.endpoint,
-          state: w.state,
-          inflight: w.inflight,
-          queued: w.queue.length,
-          queueCapacity: w.queueCapacity,
-          maxConcurrency: w.maxConcurrency,
-          load: loadOf(w),
-          completed: w.completed,
-          errors: w.errors,
-          rejected: w.rejected,
-          cancelled: w.cancelled,
-          ejections: w.ejections,
-          sessions: w.sessions,
-          queueWaitP50Ms: qw50!,
-          queueWaitP99Ms: qw99!,
-          executionP50Ms: ex50!,
-          executionP99Ms: ex99!,
-        });
-      }
-    }
-    return out;
+    return snapshotBackends(this.entries, backends, this.clock.now());
   }
 
   close(options: { graceMs?: number } = {}): Promise<void> {
     if (this.closePromise !== undefined) return this.closePromise;
     this.closing = true;
-    for (const entry of this.entries.values()) for (const w of entry.workers) w.state = "draining";
+    for (const entry of this.entries.values()) {
+      for (const w of entry.workers) {
+        clearEjection(w, this.clock);
+        w.state = "draining";
+      }
+    }
     const graceMs = nonNegativeInt(options.graceMs ?? this.graceMs, "graceMs");
     this.closePromise = new Promise<void>((resolve) => {
       this.onIdle = () => {
@@ -450,10 +418,24 @@ class DispatcherImpl implements Dispatcher {
         for (const entry of this.entries.values()) entry.affinity?.clear();
         resolve();
       };
-    });
-    if (this.active === 0) this.onIdle!();
+    }).then(() => this.closeBackends());
+    // Jobs waiting to retry would find every worker draining: end them now, with what they were retrying from.
+    for (let j = this.backingOff.shift(); j; j = this.backingOff.shift()) {
+      this.failUnlinked(j, new DispatchError("unavailable", `the dispatcher is shutting down; the last attempt failed: ${j.lastError!.message}`));
+    }
+    if (this.active === 0) this.onIdle?.();
     else this.graceTimer = this.clock.setTimer((self) => self.abortAll(), graceMs, this);
     return this.closePromise;
+  }
+
+  /** Runs every backend's close hook once its jobs are done; one failing hook does not stop the others. */
+  private async closeBackends(): Promise<void> {
+    const hooks: Promise<void>[] = [];
+    for (const entry of this.entries.values()) {
+      const close = entry.close;
+      if (close !== undefined) hooks.push(Promise.resolve().then(close));
+    }
+    await Promise.allSettled(hooks);
   }
 
   abortAll(): void {
@@ -470,7 +452,7 @@ class DispatcherImpl implements Dispatcher {
 
   /** fail() for a job already taken off its list. */
   private failUnlinked(job: Job, err: DispatchError): void {
-    const list = job.state === "queued" ? job.worker.queue : job.worker.running;
+    const list = job.state === "queued" ? job.worker.queue : job.state === "backoff" ? this.backingOff : job.worker.running;
     list.push(job);
     this.fail(job, "shutdown", err);
   }

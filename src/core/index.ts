@@ -5,7 +5,7 @@ export { DispatchError } from "./errors.js";
 export type { ErrorCode, DispatchErrorOptions } from "./errors.js";
 export type { Handler, HandlerContext, HandlerResult, Payload } from "./handler.js";
 export type { AffinityOutcome, DispatchObserver, JobOutcome, JobView } from "./observer.js";
-export type { AffinityOptions, BackendOptions, DispatcherOptions, WorkerOptions } from "./options.js";
+export type { AffinityOptions, BackendOptions, DispatcherOptions, OutlierOptions, RetryOptions, WorkerOptions } from "./options.js";
 export { registerPolicy, policyNames } from "./policy.js";
 export type { SelectionPolicy, PolicyFactory } from "./policy.js";
 export type { WorkerState, WorkerView } from "./worker.js";

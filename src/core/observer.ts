@@ -43,6 +43,12 @@ export interface DispatchObserver {
   runHandler?<T>(job: JobView, call: () => T): T;
   /** Writes trace propagation headers of the job's run into `carrier` (HandlerContext.traceHeaders). */
   injectHeaders?(job: JobView, carrier: Record<string, string>): void;
+  /**
+   * A job's run failed with a retryable error and it will run again after
+   * `delayMs`; `job.attempt` is already the next attempt's number. jobStarted
+   * follows for the retry; jobEnded comes once, for the job's final outcome.
+   */
+  jobRetrying?(job: JobView, error: DispatchError, delayMs: number): void;
   /** A job settled (once). `error` is set unless the outcome is "ok". */
   jobEnded?(job: JobView, outcome: JobOutcome, error: DispatchError | undefined): void;
   /** A submit was refused before any worker accepted it. */

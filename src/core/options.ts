@@ -42,6 +42,58 @@ export interface BackendOptions {
   policy?: string;
   /** Session affinity. */
   affinity?: AffinityOptions;
+  /** Runs failed jobs again. Default: none (every job runs once). */
+  retry?: RetryOptions;
+  /** Takes workers that keep failing out of selection for a while. Default: on, 5 consecutive failures. */
+  outlier?: OutlierOptions;
+  /**
+   * Called once by the dispatcher's close(), after the backend's jobs have
+   * settled: release connection pools and the like. Its errors are ignored.
+   */
+  close?: () => void | Promise<void>;
+}
+
+/**
+ * Retries of jobs whose handler failed with a retryable DispatchError
+ * (`retryable: true`, e.g. upstream 5xx, reset, 429). Backoff is "full
+ * jitter": a uniform random wait in [0, min(maxBackoffMs, initialBackoffMs ×
+ * multiplier^(n-1))] before retry n; an error's `retryAfterMs` replaces it.
+ */
+export interface RetryOptions {
+  /** Most runs of one job, the first included. Default 3. 1 disables retries. */
+  maxAttempts?: number;
+  /** Backoff ceiling before the first retry, in ms. Default 200. */
+  initialBackoffMs?: number;
+  /**
+   * Backoff ceiling, in ms. Default 10000. An upstream asking (Retry-After)
+   * for a longer wait than this is not retried: its error goes to the caller.
+   */
+  maxBackoffMs?: number;
+  /** Growth of the ceiling per retry. Default 2. */
+  multiplier?: number;
+  /**
+   * Retries in progress may be at most this percentage of the backend's
+   * active jobs, so that retries cannot multiply an outage. Default 20 (Envoy's retry budget).
+   */
+  budgetPercent?: number;
+  /** Retries in progress always allowed whatever the budget, so that a quiet backend can still retry. Default 3. */
+  minRetryConcurrency?: number;
+}
+
+/**
+ * Outlier ejection: a worker whose handler fails `consecutiveFailures` times
+ * in a row with an upstream fault (UNAVAILABLE, INTERNAL, UNKNOWN,
+ * DEADLINE_EXCEEDED, or any retryable error) leaves selection for
+ * baseEjectionMs × (ejections in a row), capped at maxEjectionMs, then serves
+ * again. The last serving worker of a backend is never ejected.
+ */
+export interface OutlierOptions {
+  /** Failures in a row that eject a worker. Default 5. 0 disables ejection. */
+  consecutiveFailures?: number;
+  /** First ejection time, in ms. Default 30000 (Envoy's base_ejection_time). */
+  baseEjectionMs?: number;
+  /** Longest ejection, in ms. Default 300000 (Envoy's max_ejection_time). */
+  maxEjectionMs?: number;
 }
 
 export interface AffinityOptions {
@@ -75,6 +127,11 @@ export interface ValidBackendOptions {
   policy: string;
   ttlMs: number;
   maxPins: number;
+  /** Undefined when the backend does not retry. */
+  retry: Required<RetryOptions> | undefined;
+  /** Undefined when ejection is off. */
+  outlier: Required<OutlierOptions> | undefined;
+  close: (() => void | Promise<void>) | undefined;
 }
 
 export interface ValidWorkerOptions {
@@ -139,7 +196,49 @@ export function validateBackendOptions(o: BackendOptions): ValidBackendOptions {
   } else {
     throw new TypeError(`${at}: workers: expected a positive count or a non-empty list, got ${JSON.stringify(list)}`);
   }
-  return { name: o.name, handler: o.handler, workers, timeoutMs, policy, ttlMs, maxPins };
+  if (o.close !== undefined && typeof o.close !== "function") throw new TypeError(`${at}: close must be a function, got ${typeof o.close}`);
+  return {
+    name: o.name, handler: o.handler, workers, timeoutMs, policy, ttlMs, maxPins,
+    retry: validateRetry(o.retry, `${at}: retry`),
+    outlier: validateOutlier(o.outlier, `${at}: outlier`),
+    close: o.close,
+  };
+}
+
+function validateRetry(r: RetryOptions | undefined, at: string): Required<RetryOptions> | undefined {
+  if (r === undefined) return undefined;
+  if (typeof r !== "object" || r === null) throw new TypeError(`${at}: expected an object, got ${JSON.stringify(r)}`);
+  const v: Required<RetryOptions> = {
+    maxAttempts: positiveInt(r.maxAttempts ?? 3, `${at}.maxAttempts`),
+    initialBackoffMs: nonNegativeNumber(r.initialBackoffMs ?? 200, `${at}.initialBackoffMs`),
+    maxBackoffMs: nonNegativeNumber(r.maxBackoffMs ?? 10_000, `${at}.maxBackoffMs`),
+    multiplier: nonNegativeNumber(r.multiplier ?? 2, `${at}.multiplier`),
+    budgetPercent: nonNegativeNumber(r.budgetPercent ?? 20, `${at}.budgetPercent`),
+    minRetryConcurrency: nonNegativeInt(r.minRetryConcurrency ?? 3, `${at}.minRetryConcurrency`),
+  };
+  if (v.multiplier < 1) throw new TypeError(`${at}.multiplier: expected a number ≥ 1, got ${v.multiplier}`);
+  if (v.budgetPercent > 100) throw new TypeError(`${at}.budgetPercent: expected a percentage 0-100, got ${v.budgetPercent}`);
+  return v.maxAttempts > 1 ? v : undefined;
+}
+
+function validateOutlier(r: OutlierOptions | undefined, at: string): Required<OutlierOptions> | undefined {
+  if (r !== undefined && (typeof r !== "object" || r === null)) throw new TypeError(`${at}: expected an object, got ${JSON.stringify(r)}`);
+  const v: Required<OutlierOptions> = {
+    consecutiveFailures: nonNegativeInt(r?.consecutiveFailures ?? 5, `${at}.consecutiveFailures`),
+    baseEjectionMs: nonNegativeNumber(r?.baseEjectionMs ?? 30_000, `${at}.baseEjectionMs`),
+    maxEjectionMs: nonNegativeNumber(r?.maxEjectionMs ?? 300_000, `${at}.maxEjectionMs`),
+  };
+  if (v.maxEjectionMs < v.baseEjectionMs) {
+    throw new TypeError(`${at}.maxEjectionMs: expected ≥ baseEjectionMs (${v.baseEjectionMs}), got ${v.maxEjectionMs}`);
+  }
+  return v.consecutiveFailures > 0 ? v : undefined;
+}
+
+export function nonNegativeNumber(v: unknown, what: string): number {
+  if (typeof v !== "number" || !Number.isFinite(v) || v < 0) {
+    throw new TypeError(`${what}: expected a number ≥ 0, got ${JSON.stringify(v)}`);
+  }
+  return v;
 }
 
 export function positiveInt(v: unknown, what: string): number {

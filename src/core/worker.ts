@@ -30,6 +30,10 @@ export class Worker<J extends QueueNode = QueueNode> implements WorkerView {
   cancelled = 0;
   ejections = 0;
   consecutiveFailures = 0;
+  /** Ejections since the worker last succeeded: the next ejection lasts this many base times. */
+  ejectionStreak = 0;
+  /** Brings an ejected worker back; unset while it serves. */
+  returnTimer: unknown = undefined;
   readonly queueWait: SampleWindow = createSampleWindow();
   readonly execution: SampleWindow = createSampleWindow();
 

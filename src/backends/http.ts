@@ -1,0 +1,48 @@
+import type { HandlerResult } from "../core/index.js";
+import type { BackendInstance, KindContext } from "./registry.js";
+import { checkKeys, COMMON_KEYS, createUpstreams, parseCommonOptions, send } from "./upstream.js";
+
+const METHODS = ["POST", "PUT", "PATCH"];
+
+/**
+ * kind "http": forwards each job to its worker's endpoint URL. A JSON payload
+ * is sent as an application/json body, a binary one as
+ * application/octet-stream; a 2xx answer comes back as JSON when the upstream
+ * says so, else as binary. Options: path, method, headers,
+ * max_response_bytes, deadline_header (docs/backends.md).
+ */
+export function httpBackend(o: Record<string, unknown>, at: string, kind: KindContext): BackendInstance {
+  const oat = `${at}.options`;
+  checkKeys(o, ["path", "method", ...COMMON_KEYS], oat, "http");
+  const path = o["path"] ?? "";
+  if (typeof path !== "string" || (path !== "" && !path.startsWith("/"))) {
+    throw new TypeError(`${oat}.path: expected a path starting with "/", got ${JSON.stringify(path)}`);
+  }
+  const method = o["method"] ?? "POST";
+  if (typeof method !== "string" || !METHODS.includes(method.toUpperCase())) {
+    throw new TypeError(`${oat}.method: expected one of ${METHODS.join(", ")}, got ${JSON.stringify(method)}`);
+  }
+  const common = parseCommonOptions(o, oat, kind.env);
+  const upstreams = createUpstreams(kind.endpoints, path, at, "http");
+  const verb = method.toUpperCase();
+  return {
+    handler: async (request, ctx): Promise<HandlerResult> => {
+      const target = upstreams.target(ctx);
+      const res =
+        request.binary !== undefined
+          ? await send(target, ctx, common, verb, request.binary, "application/octet-stream")
+          : await send(target, ctx, common, verb, JSON.stringify(request.json ?? null), "application/json");
+      const metadata = { http_status: String(res.status) };
+      if (res.body.length === 0) return { json: null, metadata };
+      if (/^application\/(?:[\w.+-]+\+)?json\b/i.test(res.contentType)) {
+        try {
+          return { json: JSON.parse(res.body.toString("utf8")), metadata };
+        } catch {
+          // Labelled JSON but not JSON: hand the bytes over rather than failing a call the upstream served.
+        }
+      }
+      return { binary: new Uint8Array(res.body.buffer, res.body.byteOffset, res.body.length), metadata };
+    },
+    close: () => upstreams.close(),
+  };
+}
