@@ -1,5 +1,5 @@
 import * as http2 from "node:http2";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { specGrpcMessages } from "./grpc-message.js";
@@ -38,6 +38,13 @@ export async function listenHttp2(o: Http2ServerOptions): Promise<Http2Listener>
     sessions.add(s);
     s.once("close", () => sessions.delete(s));
   });
+  // Raw sockets too: a session destroyed while a stream still waits on a write
+  // can leave its socket open, and server.close() waits for every socket.
+  const sockets = new Set<Socket>();
+  server.on("connection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(o.port, o.host, () => {
@@ -56,6 +63,7 @@ export async function listenHttp2(o: Http2ServerOptions): Promise<Http2Listener>
         for (const s of sessions) s.close();
         const force = setTimeout(() => {
           for (const s of sessions) s.destroy();
+          for (const socket of sockets) socket.destroy();
         }, forceAfterMs);
         force.unref();
         server.once("close", () => clearTimeout(force));

@@ -131,3 +131,15 @@ describe("WorkerMetrics end to end", () => {
     expect(Number(msgs.at(-1)!.workers[0]!.cancelled)).toBe(1);
   });
 });
+
+describe("shutdown with a stalled metrics stream", () => {
+  it("still closes when a client stopped reading without cancelling", async () => {
+    const other = await startTestApp({ backends: [{ name: "echo", kind: "echo" }] });
+    const stream = connectClient(other.server.port, "grpc").workerMetrics({ interval: durationFromMs(100) });
+    for await (const _m of stream) break; // leaves the HTTP/2 stream open
+    const started = Date.now();
+    await other.close();
+    // Open streams get the stream-close period (5 s) before their sockets are destroyed.
+    expect(Date.now() - started).toBeLessThan(8_000);
+  });
+});
