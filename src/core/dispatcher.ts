@@ -1,7 +1,8 @@
-import { AsyncLocalStorage } from "node:async_hooks";
-import { AffinityTable, type Pin } from "./affinity.js";
+import { AsyncResource } from "node:async_hooks";
+import { AffinityTable, withinLoadBound, type Pin } from "./affinity.js";
 import { systemClock, type Clock, type TimerHandle } from "./clock.js";
 import { DispatchError } from "./errors.js";
+import { LazyAbortController } from "./lazy-abort.js";
 import type { Handler, HandlerContext, HandlerResult, Payload } from "./handler.js";
 import { noopObserver, type AffinityOutcome, type DispatchObserver, type JobOutcome, type JobView } from "./observer.js";
 import { validateBackendOptions, nonNegativeInt, type BackendOptions, type DispatcherOptions } from "./options.js";
@@ -82,6 +83,8 @@ interface BackendEntry {
   workers: Worker<Job>[];
   policy: SelectionPolicy;
   affinity: AffinityTable<Worker<Job>> | undefined;
+  /** 0 = a pin spills only when its worker cannot admit. */
+  spillLoadFactor: number;
   timeoutMs: number;
 }
 
@@ -101,7 +104,7 @@ class Job implements JobView, QueueNode {
   endedAt = 0;
   tag: unknown = undefined;
   timer: TimerHandle | undefined = undefined;
-  controller: AbortController | undefined = undefined;
+  controller: LazyAbortController | undefined = undefined;
   /** Runs a function in the async context the job was submitted from; set only when it had to queue. */
   restore: (<R>(fn: () => R) => R) | undefined = undefined;
   resolve!: (r: JobResult) => void;
@@ -175,6 +178,7 @@ class DispatcherImpl implements Dispatcher {
       workers,
       policy: createPolicy(o.policy),
       affinity: o.ttlMs > 0 ? new AffinityTable(o.ttlMs, o.maxPins) : undefined,
+      spillLoadFactor: o.spillLoadFactor,
       timeoutMs: o.timeoutMs,
     });
   }
@@ -210,7 +214,11 @@ class DispatcherImpl implements Dispatcher {
     let pin: Pin<Worker<Job>> | undefined;
     if (sessionId !== "" && entry.affinity !== undefined) {
       pin = entry.affinity.lookup(sessionId, now);
-      if (pin !== undefined && canAdmit(pin.worker)) {
+      if (
+        pin !== undefined &&
+        canAdmit(pin.worker) &&
+        (entry.spillLoadFactor === 0 || withinLoadBound(pin.worker, entry.workers, entry.spillLoadFactor))
+      ) {
         worker = pin.worker;
         outcome = "hit";
       } else {
@@ -241,7 +249,10 @@ class DispatcherImpl implements Dispatcher {
       this.start(job, now);
     } else {
       // The handler will start from another job's completion: keep the submitter's async context (tracing).
-      job.restore = AsyncLocalStorage.snapshot();
+      // An AsyncResource, not AsyncLocalStorage.snapshot(): on Node 20 snapshot() binds through a
+      // deprecation wrapper that cost ~35 % of a queued submit (bench/, core suite profile).
+      const resource = new AsyncResource("dispatcher.job");
+      job.restore = (fn) => resource.runInAsyncScope(fn);
       worker.queue.push(job);
     }
     return promise;
@@ -277,7 +288,7 @@ class DispatcherImpl implements Dispatcher {
     w.inflight++;
     w.queueWait.record(now - job.admittedAt, now);
     this.observer.jobStarted?.(job);
-    const controller = new AbortController();
+    const controller = new LazyAbortController();
     job.controller = controller;
     const timeoutAt = job.entry.timeoutMs > 0 ? now + job.entry.timeoutMs : Infinity;
     if (timeoutAt < job.deadline) {
@@ -285,7 +296,9 @@ class DispatcherImpl implements Dispatcher {
       job.timer = this.clock.setTimer(onTimer, timeoutAt - now, job);
     }
     const ctx: HandlerContext = {
-      signal: controller.signal,
+      get signal() {
+        return controller.signal;
+      },
       workerId: w.id,
       endpoint: w.endpoint,
       sessionId: job.sessionId,
@@ -317,7 +330,7 @@ class DispatcherImpl implements Dispatcher {
     );
   }
 
-  private succeed(job: Job, controller: AbortController, r: HandlerResult): void {
+  private succeed(job: Job, controller: LazyAbortController, r: HandlerResult): void {
     if (job.controller !== controller || job.state !== "running") return;
     if (r === undefined || r === null) r = { json: null };
     if (typeof r !== "object" || (!("json" in r) && !("binary" in r))) {
