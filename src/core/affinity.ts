@@ -8,6 +8,8 @@
  * and removed once, so the cost is amortised O(1) per submit at any number of
  * sessions (the original crate swept the whole map on every submit).
  */
+import type { WorkerView } from "./worker.js";
+
 export interface Pinnable {
   sessions: number;
 }
@@ -100,4 +102,21 @@ export class AffinityTable<W extends Pinnable> {
       return;
     }
   }
+}
+
+/**
+ * Whether `pinned` may take one more job under a load bound: counting the
+ * job, it holds at most ⌈factor × its share of all the backend's jobs⌉, its
+ * share being its capacity over the backend's (bounded-load consistent
+ * hashing, Mirrokni et al. 2018; AffinityOptions.spillLoadFactor).
+ */
+export function withinLoadBound(pinned: WorkerView, workers: readonly WorkerView[], factor: number): boolean {
+  let jobs = 1;
+  let capacity = 0;
+  for (const w of workers) {
+    jobs += w.inflight + w.queued;
+    capacity += w.maxConcurrency * w.weight;
+  }
+  const share = (pinned.maxConcurrency * pinned.weight) / capacity;
+  return pinned.inflight + pinned.queued + 1 <= Math.ceil(factor * jobs * share);
 }

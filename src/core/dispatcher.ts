@@ -1,8 +1,9 @@
-import { AsyncLocalStorage } from "node:async_hooks";
-import { AffinityTable, type Pin } from "./affinity.js";
+import { AsyncResource } from "node:async_hooks";
+import { AffinityTable, withinLoadBound, type Pin } from "./affinity.js";
 import { systemClock, type Clock, type TimerHandle } from "./clock.js";
 import { clearEjection, noteFailure, noteSuccess } from "./ejection.js";
 import { DispatchError } from "./errors.js";
+import { LazyAbortController } from "./lazy-abort.js";
 import type { HandlerContext, HandlerResult, Payload } from "./handler.js";
 import { noopObserver, type AffinityOutcome, type DispatchObserver, type JobOutcome } from "./observer.js";
 import { validateBackendOptions, nonNegativeInt, type BackendOptions, type DispatcherOptions } from "./options.js";
@@ -94,6 +95,7 @@ class DispatcherImpl implements Dispatcher {
       workers,
       policy: createPolicy(o.policy),
       affinity: o.ttlMs > 0 ? new AffinityTable(o.ttlMs, o.maxPins) : undefined,
+      spillLoadFactor: o.spillLoadFactor,
       timeoutMs: o.timeoutMs,
       retry: o.retry,
       outlier: o.outlier,
@@ -134,7 +136,11 @@ class DispatcherImpl implements Dispatcher {
     let pin: Pin<Worker<Job>> | undefined;
     if (sessionId !== "" && entry.affinity !== undefined) {
       pin = entry.affinity.lookup(sessionId, now);
-      if (pin !== undefined && canAdmit(pin.worker)) {
+      if (
+        pin !== undefined &&
+        canAdmit(pin.worker) &&
+        (entry.spillLoadFactor === 0 || withinLoadBound(pin.worker, entry.workers, entry.spillLoadFactor))
+      ) {
         worker = pin.worker;
         outcome = "hit";
       } else {
@@ -160,7 +166,7 @@ class DispatcherImpl implements Dispatcher {
     this.active++;
     entry.active++;
     // A retry starts from a timer: keep the submitter's async context (tracing) for it.
-    if (entry.retry !== undefined) job.restore = AsyncLocalStorage.snapshot();
+    if (entry.retry !== undefined) job.restore = captureContext();
     if (job.clientSignal !== undefined) job.clientSignal.addEventListener("abort", job);
     if (deadline !== Infinity) job.timer = this.clock.setTimer(onTimer, deadline - now, job);
     this.observer.jobAdmitted?.(job);
@@ -168,7 +174,7 @@ class DispatcherImpl implements Dispatcher {
       this.start(job, now);
     } else {
       // The handler will start from another job's completion: keep the submitter's async context (tracing).
-      job.restore = AsyncLocalStorage.snapshot();
+      job.restore ??= captureContext();
       worker.queue.push(job);
     }
     return promise;
@@ -204,7 +210,7 @@ class DispatcherImpl implements Dispatcher {
     w.inflight++;
     w.queueWait.record(now - job.queuedAt, now);
     this.observer.jobStarted?.(job);
-    const controller = new AbortController();
+    const controller = new LazyAbortController();
     job.controller = controller;
     const timeoutAt = job.entry.timeoutMs > 0 ? now + job.entry.timeoutMs : Infinity;
     if (timeoutAt < job.deadline) {
@@ -212,7 +218,9 @@ class DispatcherImpl implements Dispatcher {
       job.timer = this.clock.setTimer(onTimer, timeoutAt - now, job);
     }
     const ctx: HandlerContext = {
-      signal: controller.signal,
+      get signal() {
+        return controller.signal;
+      },
       workerId: w.id,
       endpoint: w.endpoint,
       sessionId: job.sessionId,
@@ -246,7 +254,7 @@ class DispatcherImpl implements Dispatcher {
     );
   }
 
-  private succeed(job: Job, controller: AbortController, r: HandlerResult): void {
+  private succeed(job: Job, controller: LazyAbortController, r: HandlerResult): void {
     if (job.controller !== controller || job.state !== "running") return;
     if (r === undefined || r === null) r = { json: null };
     if (typeof r !== "object" || (!("json" in r) && !("binary" in r))) {
@@ -456,6 +464,16 @@ class DispatcherImpl implements Dispatcher {
     list.push(job);
     this.fail(job, "shutdown", err);
   }
+}
+
+/**
+ * The caller's async context, to run a later callback in. An AsyncResource,
+ * not AsyncLocalStorage.snapshot(): on Node 20 snapshot() binds through a
+ * deprecation wrapper that cost ~35 % of a queued submit (bench/ core suite profile).
+ */
+function captureContext(): <R>(fn: () => R) => R {
+  const resource = new AsyncResource("dispatcher.job");
+  return (fn) => resource.runInAsyncScope(fn);
 }
 
 export function createDispatcher(options: DispatcherOptions = {}): Dispatcher {

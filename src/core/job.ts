@@ -4,6 +4,7 @@ import type { JobResult } from "./dispatcher.js";
 import type { OutlierPolicy } from "./ejection.js";
 import { DispatchError } from "./errors.js";
 import type { Handler, Payload } from "./handler.js";
+import type { LazyAbortController } from "./lazy-abort.js";
 import type { AffinityOutcome, JobOutcome, JobView } from "./observer.js";
 import type { SelectionPolicy } from "./policy.js";
 import type { QueueNode } from "./queue.js";
@@ -23,6 +24,8 @@ export interface BackendEntry {
   workers: Worker<Job>[];
   policy: SelectionPolicy;
   affinity: AffinityTable<Worker<Job>> | undefined;
+  /** 0 = a pin spills only when its worker cannot admit. */
+  spillLoadFactor: number;
   timeoutMs: number;
   retry: RetryPolicy | undefined;
   outlier: OutlierPolicy | undefined;
@@ -54,7 +57,7 @@ export class Job implements JobView, QueueNode {
   endedAt = 0;
   tag: unknown = undefined;
   timer: TimerHandle | undefined = undefined;
-  controller: AbortController | undefined = undefined;
+  controller: LazyAbortController | undefined = undefined;
   /** Runs a function in the async context the job was submitted from; set only when it had to queue or may retry. */
   restore: (<R>(fn: () => R) => R) | undefined = undefined;
   resolve!: (r: JobResult) => void;

@@ -104,6 +104,15 @@ export interface AffinityOptions {
   ttlMs?: number;
   /** Most live pins; the least recently used is evicted past it. Default 100000 (~15 MB). */
   maxPins?: number;
+  /**
+   * Bounded-load affinity (consistent hashing with bounded loads, Mirrokni et
+   * al. 2018): a hit spills to the least-loaded worker when the pinned worker's
+   * load, counting this job, would exceed this multiple of the backend's mean
+   * load. Default 0 = off: a pin spills only when its worker cannot admit, so
+   * a session keeps its upstream cache for as long as possible. Otherwise ≥ 1
+   * (e.g. 1.25).
+   */
+  spillLoadFactor?: number;
 }
 
 export interface DispatcherOptions {
@@ -132,6 +141,7 @@ export interface ValidBackendOptions {
   /** Undefined when ejection is off. */
   outlier: Required<OutlierOptions> | undefined;
   close: (() => void | Promise<void>) | undefined;
+  spillLoadFactor: number;
 }
 
 export interface ValidWorkerOptions {
@@ -161,6 +171,10 @@ export function validateBackendOptions(o: BackendOptions): ValidBackendOptions {
   }
   const ttlMs = nonNegativeInt(o.affinity?.ttlMs ?? 600_000, `${at}: affinity.ttlMs`);
   const maxPins = positiveInt(o.affinity?.maxPins ?? 100_000, `${at}: affinity.maxPins`);
+  const spillLoadFactor = o.affinity?.spillLoadFactor ?? 0;
+  if (typeof spillLoadFactor !== "number" || !Number.isFinite(spillLoadFactor) || (spillLoadFactor !== 0 && spillLoadFactor < 1)) {
+    throw new TypeError(`${at}: affinity.spillLoadFactor: expected 0 (off) or a number ≥ 1, got ${JSON.stringify(spillLoadFactor)}`);
+  }
   const list = o.workers ?? 1;
   let workers: ValidWorkerOptions[];
   if (typeof list === "number") {
@@ -198,7 +212,7 @@ export function validateBackendOptions(o: BackendOptions): ValidBackendOptions {
   }
   if (o.close !== undefined && typeof o.close !== "function") throw new TypeError(`${at}: close must be a function, got ${typeof o.close}`);
   return {
-    name: o.name, handler: o.handler, workers, timeoutMs, policy, ttlMs, maxPins,
+    name: o.name, handler: o.handler, workers, timeoutMs, policy, ttlMs, maxPins, spillLoadFactor,
     retry: validateRetry(o.retry, `${at}: retry`),
     outlier: validateOutlier(o.outlier, `${at}: outlier`),
     close: o.close,

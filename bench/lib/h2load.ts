@@ -1,0 +1,51 @@
+import { execFile } from "node:child_process";
+import { writeFileSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export interface H2loadResult {
+  rps: number;
+  succeeded: number;
+  failed: number;
+  meanUs: number | undefined;
+}
+
+/** h2load (nghttp2-client) if it is on PATH: a second opinion from a load generator not written in Node. */
+export function h2loadAvailable(): Promise<boolean> {
+  return new Promise((resolve) => execFile("h2load", ["--version"], (err) => resolve(err === null)));
+}
+
+/**
+ * Timed h2load run. h2load does not read gRPC trailers: "succeeded" means
+ * HTTP 200, so its figure is only trusted where our own generator saw no
+ * gRPC errors on the same target.
+ */
+export function runH2load(o: { port: number; path: string; body: Buffer; seconds: number; connections: number; streams: number }): Promise<H2loadResult> {
+  const dir = mkdtempSync(join(tmpdir(), "bench-h2load-"));
+  const file = join(dir, "body");
+  writeFileSync(file, o.body);
+  const args = [
+    "-D", String(o.seconds), "--warm-up-time=1",
+    "-c", String(o.connections), "-m", String(o.streams), "-t", "1",
+    "-d", file,
+    "-H", "content-type: application/grpc", "-H", "te: trailers",
+    `http://127.0.0.1:${o.port}${o.path}`,
+  ];
+  return new Promise((resolve, reject) => {
+    execFile("h2load", args, { timeout: (o.seconds + 30) * 1000 }, (err, stdout) => {
+      rmSync(dir, { recursive: true, force: true });
+      if (err) return reject(err);
+      const rps = /finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(stdout);
+      const reqs = /requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed/.exec(stdout);
+      const mean = /time for request:\s+\S+\s+\S+\s+(\S+)/.exec(stdout);
+      if (!rps || !reqs) return reject(new Error(`cannot read h2load output:\n${stdout}`));
+      resolve({ rps: Number(rps[1]), succeeded: Number(reqs[1]), failed: Number(reqs[2]), meanUs: mean ? toUs(mean[1]!) : undefined });
+    });
+  });
+}
+
+function toUs(v: string): number | undefined {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(v);
+  if (!m) return undefined;
+  return Number(m[1]) * { us: 1, ms: 1_000, s: 1_000_000 }[m[2] as "us" | "ms" | "s"];
+}

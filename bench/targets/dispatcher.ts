@@ -1,0 +1,95 @@
+// Targets (c), (d) and the pinned variant: the real service, started as
+// main.ts starts it, with an echo backend that answers at once.
+//   --traced     (d): OpenTelemetry on, every span sampled, batch processor, exporter that drops
+//   --pins N     holds N live session pins, created through the programmatic API before "ready"
+import { parseArgs } from "node:util";
+import type { Interceptor } from "@connectrpc/connect";
+import { ExportResultCode, type ExportResult } from "@opentelemetry/core";
+import { BatchSpanProcessor, type ReadableSpan, type SpanExporter, type SpanProcessor } from "@opentelemetry/sdk-trace-base";
+import { startApp } from "../../src/app.js";
+import { validateConfig } from "../../src/config.js";
+import type { DispatchObserver } from "../../src/core/index.js";
+import { PIN_PREFIX } from "../lib/pins.js";
+import { reportFailed, reportReady } from "./ipc.js";
+
+/** The contract of src/telemetry/index.ts, declared here so this file type-checks on branches without it. */
+interface TelemetryModule {
+  startTelemetry(options?: {
+    env?: NodeJS.ProcessEnv;
+    spanProcessors?: SpanProcessor[];
+    prometheusPort?: number;
+    prometheusHost?: string;
+  }): Promise<{ observer: DispatchObserver; interceptors: Interceptor[]; prometheusPort: number | undefined; shutdown(): Promise<void> }>;
+}
+
+/** Accepts every span and keeps none: tracing's cost without an exporter's I/O. */
+const dropExporter: SpanExporter = {
+  export(_spans: ReadableSpan[], done: (r: ExportResult) => void) {
+    done({ code: ExportResultCode.SUCCESS });
+  },
+  shutdown: () => Promise.resolve(),
+};
+
+const { values } = parseArgs({ options: { traced: { type: "boolean" }, pins: { type: "string" } } });
+const pins = Number(values.pins ?? 0);
+
+async function main(): Promise<void> {
+  let telemetry: Awaited<ReturnType<TelemetryModule["startTelemetry"]>> | undefined;
+  if (values.traced) {
+    // Relative to the compiled file (dist/bench/targets/): dist/src/telemetry/index.js.
+    const specifier = "../../src/telemetry/index.js";
+    let mod: TelemetryModule;
+    try {
+      mod = (await import(specifier)) as TelemetryModule;
+    } catch (e) {
+      reportFailed(`telemetry not built (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      return;
+    }
+    telemetry = await mod.startTelemetry({
+      env: { ...process.env, OTEL_TRACES_SAMPLER: "always_on", OTEL_TRACES_EXPORTER: "none", OTEL_METRICS_EXPORTER: "none" },
+      spanProcessors: [new BatchSpanProcessor(dropExporter)],
+    });
+  }
+  const config = validateConfig({
+    server: { port: 0, shutdown_grace: "2s", log_level: "silent" },
+    backends: [
+      {
+        name: "echo",
+        kind: "echo",
+        workers: 4,
+        max_concurrency: 16,
+        queue_capacity: 128,
+        affinity: { ttl: "1h", max_pins: Math.max(100_000, pins) },
+      },
+    ],
+  });
+  const app = await startApp(config, telemetry ? { observer: telemetry.observer, interceptors: telemetry.interceptors } : {});
+  const started = performance.now();
+  await prepopulate(app.dispatcher, pins);
+  const sessions = app.dispatcher.snapshot(["echo"]).reduce((n, w) => n + w.sessions, 0);
+  reportReady(
+    app.server.port,
+    async () => {
+      await app.close();
+      await telemetry?.shutdown();
+    },
+    { pins: sessions, prepopulateMs: Math.round(performance.now() - started) },
+  );
+}
+
+/** N distinct sessions submitted once each, a bounded batch at a time (queues are bounded). */
+async function prepopulate(dispatcher: Awaited<ReturnType<typeof startApp>>["dispatcher"], n: number): Promise<void> {
+  const batch = 256;
+  for (let i = 0; i < n; i += batch) {
+    const jobs: Promise<unknown>[] = [];
+    for (let j = i; j < Math.min(n, i + batch); j++) {
+      jobs.push(dispatcher.submit({ backend: "echo", sessionId: `${PIN_PREFIX}${j}` }));
+    }
+    await Promise.all(jobs);
+  }
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`dispatcher target: ${(e as Error).stack}\n`);
+  process.exit(1);
+});
