@@ -343,7 +343,8 @@ class DispatcherImpl implements Dispatcher {
   /** Settles `job` with an error, once; aborts its handler if it is running. */
   fail(job: Job, outcome: JobOutcome, err: DispatchError): void {
     if (job.state === "done") return;
-    const wasRunning = job.state === "running";
+    // settle() forgets the controller: keep it to abort the handler below.
+    const controller = job.state === "running" ? job.controller : undefined;
     this.settle(job);
     const w = job.worker;
     if (outcome === "error" || outcome === "timeout") {
@@ -353,7 +354,7 @@ class DispatcherImpl implements Dispatcher {
       w.cancelled++;
     }
     // Abort after settling, so a handler reacting synchronously to the abort finds the job done.
-    if (wasRunning && outcome !== "error") job.controller!.abort(err);
+    if (controller !== undefined && outcome !== "error") controller.abort(err);
     this.observer.jobEnded?.(job, outcome, err);
     job.reject(err);
     this.afterSettle(w);
