@@ -7,10 +7,10 @@ cd "$(dirname "$0")/.."
 echo "== buf lint"
 npx --no-install buf lint
 
-echo "== buf generate leaves gen/ unchanged"
+echo "== npm run generate leaves gen/ unchanged"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-npx --no-install buf generate --output "$tmp"
+bash scripts/generate.sh "$tmp"
 diff -r gen "$tmp/gen"
 
 echo "== tsc"

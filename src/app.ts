@@ -1,8 +1,9 @@
+import { readFile } from "node:fs/promises";
 import type { Interceptor } from "@connectrpc/connect";
 import { createBackend } from "./backends/registry.js";
-import type { Config } from "./config.js";
+import type { AuthConfig, Config, TlsConfig } from "./config.js";
 import { createDispatcher, type BackendOptions, type Dispatcher, type DispatchObserver } from "./core/index.js";
-import { startServer, type DispatcherServer } from "./server/index.js";
+import { parseTokens, startServer, type DispatcherServer } from "./server/index.js";
 
 export interface App {
   dispatcher: Dispatcher;
@@ -13,10 +14,15 @@ export interface App {
 export interface AppHooks {
   observer?: DispatchObserver;
   interceptors?: Interceptor[];
+  /** Where `server.auth.tokens_env` is looked up. Default process.env. */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** Config → backends → dispatcher → server. Used by main.ts and by end-to-end tests. */
 export async function startApp(config: Config, hooks: AppHooks = {}): Promise<App> {
+  // Read secrets before anything is built or listens: a bad path fails the start, not the first call.
+  const authTokens = config.server.auth === undefined ? undefined : await readTokens(config.server.auth, hooks.env ?? process.env);
+  const tls = config.server.tls === undefined ? undefined : await readTls(config.server.tls);
   const backends = await backendOptions(config);
   let dispatcher: Dispatcher;
   try {
@@ -36,6 +42,10 @@ export async function startApp(config: Config, hooks: AppHooks = {}): Promise<Ap
       host: config.server.host,
       port: config.server.port,
       interceptors: hooks.interceptors,
+      limits: config.server.limits,
+      reflection: config.server.reflection,
+      authTokens,
+      tls,
     });
   } catch (e) {
     await dispatcher.close();
@@ -70,4 +80,34 @@ export async function backendOptions(config: Config, env: NodeJS.ProcessEnv = pr
     throw e;
   }
   return out;
+}
+
+async function readTokens(auth: AuthConfig, env: NodeJS.ProcessEnv): Promise<string[]> {
+  const tokens: string[] = [];
+  if (auth.tokensFile !== undefined) {
+    let text: string;
+    try {
+      text = await readFile(auth.tokensFile, "utf8");
+    } catch (e) {
+      throw new TypeError(`server.auth.tokens_file: ${(e as Error).message}`);
+    }
+    tokens.push(...parseTokens(text, `server.auth.tokens_file ${auth.tokensFile}`));
+  }
+  if (auth.tokensEnv !== undefined) {
+    const text = env[auth.tokensEnv];
+    if (text === undefined) throw new TypeError(`server.auth.tokens_env: environment variable ${auth.tokensEnv} is not set`);
+    tokens.push(...parseTokens(text, `server.auth.tokens_env ${auth.tokensEnv}`));
+  }
+  return tokens;
+}
+
+async function readTls(tls: TlsConfig): Promise<{ cert: Buffer; key: Buffer }> {
+  const read = async (file: string, key: string) => {
+    try {
+      return await readFile(file);
+    } catch (e) {
+      throw new TypeError(`server.tls.${key}: ${(e as Error).message}`);
+    }
+  };
+  return { cert: await read(tls.certFile, "cert_file"), key: await read(tls.keyFile, "key_file") };
 }

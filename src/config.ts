@@ -3,6 +3,7 @@ import { extname } from "node:path";
 import { parse as parseYaml } from "yaml";
 import type { OutlierOptions, RetryOptions } from "./core/index.js";
 import { parseDuration } from "./duration.js";
+import { defaultLimits, type Limits } from "./server/limits.js";
 
 /**
  * The service's configuration: a YAML or JSON file (keys in snake_case),
@@ -32,6 +33,28 @@ export interface ServerConfig {
   shutdownGraceMs: number;
   /** pino level. Default "info". */
   logLevel: string;
+  /** Request and connection limits (`server.limits`); defaults in src/server/limits.ts. */
+  limits: Limits;
+  /** Serve gRPC server reflection. Default true: `buf curl` and grpcurl work without the .proto files. */
+  reflection: boolean;
+  /** Bearer-token auth; off unless a token source is set. */
+  auth: AuthConfig | undefined;
+  /** TLS; off (cleartext h2c + HTTP/1.1) unless both files are set. */
+  tls: TlsConfig | undefined;
+}
+
+export interface AuthConfig {
+  /** A file of tokens, one per line (# comments). */
+  tokensFile: string | undefined;
+  /** The name of an environment variable holding tokens, separated by commas or spaces. */
+  tokensEnv: string | undefined;
+}
+
+export interface TlsConfig {
+  /** PEM certificate chain. */
+  certFile: string;
+  /** PEM private key. */
+  keyFile: string;
 }
 
 export interface BackendConfig {
@@ -89,6 +112,12 @@ export async function loadConfig(file: string | undefined, env: NodeJS.ProcessEn
   if (env["PORT"]) config.server.port = port(Number(env["PORT"]), "PORT");
   if (env["LOG_LEVEL"]) config.server.logLevel = env["LOG_LEVEL"];
   if (env["PROMETHEUS_PORT"]) config.telemetry.prometheusPort = port(Number(env["PROMETHEUS_PORT"]), "PROMETHEUS_PORT");
+  if (env["SHUTDOWN_GRACE"]) config.server.shutdownGraceMs = parseDuration(env["SHUTDOWN_GRACE"], "SHUTDOWN_GRACE");
+  if (env["REFLECTION"]) config.server.reflection = bool(env["REFLECTION"], "REFLECTION");
+  if (env["AUTH_TOKENS_FILE"]) config.server.auth = { tokensFile: env["AUTH_TOKENS_FILE"], tokensEnv: config.server.auth?.tokensEnv };
+  if (env["TLS_CERT_FILE"] || env["TLS_KEY_FILE"]) {
+    config.server.tls = tls({ cert_file: env["TLS_CERT_FILE"], key_file: env["TLS_KEY_FILE"] }, "TLS_CERT_FILE/TLS_KEY_FILE");
+  }
   if (flags.host !== undefined) config.server.host = flags.host;
   if (flags.port !== undefined) config.server.port = port(flags.port, "--port");
   return config;
@@ -98,12 +127,16 @@ export function validateConfig(raw: unknown): Config {
   const top = object(raw, "config");
   known(top, ["server", "backends", "telemetry"], "config");
   const s = top["server"] === undefined ? {} : object(top["server"], "server");
-  known(s, ["host", "port", "shutdown_grace", "log_level"], "server");
+  known(s, ["host", "port", "shutdown_grace", "log_level", "limits", "reflection", "auth", "tls"], "server");
   const server: ServerConfig = {
     host: s["host"] === undefined ? "127.0.0.1" : string(s["host"], "server.host"),
     port: s["port"] === undefined ? 8080 : port(s["port"], "server.port"),
     shutdownGraceMs: s["shutdown_grace"] === undefined ? 30_000 : parseDuration(s["shutdown_grace"], "server.shutdown_grace"),
     logLevel: s["log_level"] === undefined ? "info" : string(s["log_level"], "server.log_level"),
+    limits: limits(s["limits"]),
+    reflection: s["reflection"] === undefined ? true : bool(s["reflection"], "server.reflection"),
+    auth: s["auth"] === undefined ? undefined : auth(s["auth"]),
+    tls: s["tls"] === undefined ? undefined : tls(s["tls"], "server.tls"),
   };
   if (!Array.isArray(top["backends"]) || top["backends"].length === 0) {
     throw new TypeError(`backends: expected a non-empty list, got ${JSON.stringify(top["backends"])}`);
@@ -191,6 +224,55 @@ function optionalNumber(v: unknown, what: string): number | undefined {
   if (v === undefined) return undefined;
   if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw new TypeError(`${what}: expected a number ≥ 0, got ${JSON.stringify(v)}`);
   return v;
+}
+
+function limits(v: unknown): Limits {
+  const out = { ...defaultLimits };
+  if (v === undefined) return out;
+  const o = object(v, "server.limits");
+  const sizes = {
+    max_request_bytes: "maxRequestBytes",
+    max_session_id_length: "maxSessionIdLength",
+    max_metadata_entries: "maxMetadataEntries",
+    max_metadata_size: "maxMetadataSize",
+    max_concurrent_streams: "maxConcurrentStreams",
+    max_metrics_subscribers: "maxMetricsSubscribers",
+  } as const;
+  known(o, [...Object.keys(sizes), "max_deadline"], "server.limits");
+  for (const [key, field] of Object.entries(sizes)) {
+    if (o[key] === undefined) continue;
+    const n = int(o[key], `server.limits.${key}`);
+    // A limit of 0 would refuse everything; max_session_id_length 0 is allowed (it turns affinity off for clients).
+    if (n === 0 && key !== "max_session_id_length") throw new TypeError(`server.limits.${key}: expected a positive integer, got 0`);
+    out[field] = n;
+  }
+  if (o["max_deadline"] !== undefined) out.maxDeadlineMs = parseDuration(o["max_deadline"], "server.limits.max_deadline");
+  return out;
+}
+
+function auth(v: unknown): AuthConfig {
+  const o = object(v, "server.auth");
+  known(o, ["tokens_file", "tokens_env"], "server.auth");
+  const a: AuthConfig = {
+    tokensFile: o["tokens_file"] === undefined ? undefined : string(o["tokens_file"], "server.auth.tokens_file"),
+    tokensEnv: o["tokens_env"] === undefined ? undefined : string(o["tokens_env"], "server.auth.tokens_env"),
+  };
+  if (a.tokensFile === undefined && a.tokensEnv === undefined) {
+    throw new TypeError("server.auth: set tokens_file or tokens_env (or remove server.auth to turn auth off)");
+  }
+  return a;
+}
+
+function tls(v: unknown, what: string): TlsConfig {
+  const o = object(v, what);
+  known(o, ["cert_file", "key_file"], what);
+  return { certFile: string(o["cert_file"], `${what}.cert_file`), keyFile: string(o["key_file"], `${what}.key_file`) };
+}
+
+function bool(v: unknown, what: string): boolean {
+  if (v === true || v === "true" || v === "1") return true;
+  if (v === false || v === "false" || v === "0") return false;
+  throw new TypeError(`${what}: expected true or false, got ${JSON.stringify(v)}`);
 }
 
 function endpoint(v: unknown, at: string): WorkerConfig {

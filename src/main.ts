@@ -6,8 +6,10 @@ import { startTelemetry, type Telemetry } from "./telemetry/index.js";
 
 const usage = `usage: dispatcher [--config FILE.yaml|FILE.json] [--host HOST] [--port PORT]
 
-Serves DispatcherService over gRPC, gRPC-Web and Connect (h2c).
-Environment: HOST, PORT, LOG_LEVEL, PROMETHEUS_PORT override the config file; flags override both.
+Serves DispatcherService over gRPC, gRPC-Web and Connect (h2c and HTTP/1.1 on one port, or TLS),
+with gRPC health and reflection. SIGTERM/SIGINT drain and exit 0; a second signal exits 1.
+Environment: HOST, PORT, LOG_LEVEL, SHUTDOWN_GRACE, REFLECTION, AUTH_TOKENS_FILE, TLS_CERT_FILE,
+TLS_KEY_FILE, PROMETHEUS_PORT override the config file; flags override both.
 Tracing: the standard OTEL_* variables (e.g. OTEL_EXPORTER_OTLP_ENDPOINT); nothing is exported unless set.`;
 
 async function main(): Promise<number> {

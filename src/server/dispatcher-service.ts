@@ -5,7 +5,7 @@ import { DispatcherService, type SubmitRequest, type WorkerMetricsRequest } from
 import { DispatchError, type Dispatcher, type Payload } from "../core/index.js";
 import { payloadFromProto, submitResponseToProto } from "./convert.js";
 import { toConnectError } from "./errors.js";
-import type { Limits } from "./limits.js";
+import { effectiveTimeoutMs, type Limits } from "./limits.js";
 import type { MetricsHub } from "./metrics-hub.js";
 
 /** WorkerMetrics interval when the request sets none (DESIGN.md §3). */
@@ -32,7 +32,7 @@ export function dispatcherRoutes(dispatcher: Dispatcher, hub: MetricsHub, limits
             payload,
             metadata: req.metadata,
             signal: ctx.signal,
-            timeoutMs: ctx.timeoutMs(),
+            timeoutMs: effectiveTimeoutMs(ctx.timeoutMs(), limits),
           });
           return submitResponseToProto(r, payload, requestValue);
         } catch (e) {
@@ -43,6 +43,9 @@ export function dispatcherRoutes(dispatcher: Dispatcher, hub: MetricsHub, limits
       async *workerMetrics(req, ctx) {
         const filter = metricsFilter(req, dispatcher);
         const intervalMs = metricsInterval(req);
+        if (hub.subscribers >= limits.maxMetricsSubscribers) {
+          throw new ConnectError(`WorkerMetrics: ${hub.subscribers} streams open, the server's limit`, Code.ResourceExhausted);
+        }
         const sub = hub.subscribe(intervalMs, filter, ctx.signal);
         try {
           // The first message goes out at once: stream headers travel with it (PLATFORM.md).

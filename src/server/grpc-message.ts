@@ -10,12 +10,9 @@ import * as http2 from "node:http2";
  * decode the spec's form correctly. Costs nothing on successful unary calls
  * (no grpc-message).
  */
-export function specGrpcMessages(handler: (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void) {
-  return (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
-    res.writeHead = writeHead as typeof res.writeHead;
-    res.addTrailers = addTrailers;
-    handler(req, res);
-  };
+export function specGrpcMessage(res: http2.Http2ServerResponse): void {
+  res.writeHead = writeHead as typeof res.writeHead;
+  res.addTrailers = addTrailers;
 }
 
 const baseWriteHead = http2.Http2ServerResponse.prototype.writeHead;

@@ -1,13 +1,19 @@
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import { DispatcherService } from "../../gen/dispatcher/v1/dispatcher_pb.js";
 import type { Dispatcher } from "../core/index.js";
+import { bearerAuth } from "./auth.js";
 import { dispatcherRoutes } from "./dispatcher-service.js";
+import { createHealthState, healthRoutes, type HealthState } from "./health.js";
 import { listenHttp2, type Http2Listener } from "./http2-server.js";
 import { defaultLimits, type Limits } from "./limits.js";
 import { createMetricsHub, type MetricsHub } from "./metrics-hub.js";
+import { reflectionRoutes } from "./reflection.js";
 
 export interface ServerOptions {
   dispatcher: Dispatcher;
+  /** Default 127.0.0.1: exposing the service is a decision, not a default. */
   host?: string;
+  /** Default 0 (a free port). */
   port?: number;
   limits?: Partial<Limits>;
   interceptors?: Interceptor[];
@@ -15,16 +21,25 @@ export interface ServerOptions {
   routes?: ((router: ConnectRouter) => void)[];
   /** Most time close() waits for open HTTP/2 streams after the dispatcher drained. Default 5000 ms. */
   streamCloseMs?: number;
+  /** Serve gRPC server reflection (v1 and v1alpha). Default true: tools such as `buf curl` and grpcurl need it. */
+  reflection?: boolean;
+  /** Bearer tokens; when set, every call but health must carry one. Default: no auth. */
+  authTokens?: readonly string[];
+  /** PEM certificate chain and key: serve TLS. Default: cleartext. */
+  tls?: { cert: Buffer | string; key: Buffer | string };
 }
 
 export interface DispatcherServer {
   readonly port: number;
   readonly host: string;
+  readonly tls: boolean;
   readonly hub: MetricsHub;
+  readonly health: HealthState;
   /**
-   * Shuts down in order: stop admission (UNAVAILABLE), end metrics streams
-   * (UNAVAILABLE), let jobs drain within the dispatcher's grace period, then
-   * GOAWAY every HTTP/2 session. Idempotent.
+   * Shuts down in order: health to NOT_SERVING, stop admission (UNAVAILABLE),
+   * end metrics streams (UNAVAILABLE), let jobs drain within the dispatcher's
+   * grace period, end health Watch streams, then GOAWAY every HTTP/2 session
+   * and close HTTP/1.1 connections. Idempotent.
    */
   close(): Promise<void>;
 }
@@ -32,26 +47,38 @@ export interface DispatcherServer {
 export async function startServer(o: ServerOptions): Promise<DispatcherServer> {
   const limits: Limits = { ...defaultLimits, ...o.limits };
   const hub = createMetricsHub(() => o.dispatcher.snapshot());
+  const health = createHealthState([DispatcherService.typeName]);
+  const interceptors = [...(o.interceptors ?? [])];
+  // After the caller's interceptors, so telemetry also sees refused calls.
+  if (o.authTokens !== undefined) interceptors.push(bearerAuth(o.authTokens));
   const listener: Http2Listener = await listenHttp2({
     host: o.host ?? "127.0.0.1",
     port: o.port ?? 0,
     readMaxBytes: limits.maxRequestBytes,
-    interceptors: o.interceptors,
+    maxConcurrentStreams: limits.maxConcurrentStreams,
+    tls: o.tls,
+    interceptors,
     routes: (router) => {
       dispatcherRoutes(o.dispatcher, hub, limits)(router);
+      healthRoutes(health)(router);
       for (const r of o.routes ?? []) r(router);
+      if (o.reflection ?? true) reflectionRoutes()(router);
     },
   });
   let closing: Promise<void> | undefined;
   return {
     port: listener.port,
     host: listener.host,
+    tls: listener.tls,
     hub,
+    health,
     close() {
       closing ??= (async () => {
+        health.drain();
         const drained = o.dispatcher.close();
         hub.close();
         await drained;
+        health.close();
         await listener.close(o.streamCloseMs ?? 5_000);
       })();
       return closing;
@@ -61,3 +88,5 @@ export async function startServer(o: ServerOptions): Promise<DispatcherServer> {
 
 export { defaultLimits, type Limits } from "./limits.js";
 export { toConnectError } from "./errors.js";
+export { parseTokens } from "./auth.js";
+export type { HealthState } from "./health.js";

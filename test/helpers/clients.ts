@@ -9,6 +9,7 @@ import {
   WorkerMetricsRequestSchema,
   WorkerMetricsResponseSchema,
 } from "../../gen/dispatcher/v1/dispatcher_pb.js";
+import { HealthCheckRequestSchema, HealthCheckResponseSchema } from "../../gen/grpc/health/v1/health_pb.js";
 
 export type Protocol = "grpc" | "connect" | "grpc-web";
 
@@ -60,4 +61,16 @@ export function grpcUnary<Res>(
       err ? reject(err) : resolve(res),
     );
   });
+}
+
+const healthDefinition = {
+  check: method("/grpc.health.v1.Health/Check", HealthCheckRequestSchema, HealthCheckResponseSchema, false),
+  watch: method("/grpc.health.v1.Health/Watch", HealthCheckRequestSchema, HealthCheckResponseSchema, true),
+};
+
+const HealthClient = grpc.makeGenericClientConstructor(healthDefinition as unknown as grpc.ServiceDefinition, "Health");
+
+/** A grpc-js client of grpc.health.v1.Health, as Kubernetes' probe or a load balancer would call it. */
+export function grpcJsHealthClient(port: number): grpc.Client & Record<string, Function> {
+  return new HealthClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as grpc.Client & Record<string, Function>;
 }
