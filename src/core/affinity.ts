@@ -1,12 +1,19 @@
 /**
  * Session → worker pins with a sliding TTL and a cap.
  *
- * The Map is kept in last-touch order (a hit deletes and re-inserts its key),
- * and every pin of a table has the same TTL, so the pins that expire first are
- * always at the front. Expired pins are swept from the front only when the
- * front's expiry has passed, a bounded number per call: each pin is inserted
- * and removed once, so the cost is amortised O(1) per submit at any number of
- * sessions (the original crate swept the whole map on every submit).
+ * A Map finds a session's pin; an intrusive doubly linked list through the
+ * pins keeps them in last-touch order (a hit moves its pin to the tail). Every
+ * pin of a table has the same TTL, so the pins that expire first are always
+ * at the head. Expired pins are swept from the head only when the head's
+ * expiry has passed, a bounded number per call; past the cap the head is
+ * evicted. Each pin is linked and unlinked once, so the cost is O(1) per
+ * submit at any number of sessions (the original crate swept the whole map on
+ * every submit).
+ *
+ * The list is ours rather than the Map's own insertion order: V8 leaves
+ * deleted Map entries as holes that iteration from the front must skip until
+ * the next rehash, which made evicting "the first entry" cost O(cap) under
+ * churn. A hit also no longer deletes and re-inserts its key.
  */
 import type { WorkerView } from "./worker.js";
 
@@ -17,6 +24,10 @@ export interface Pinnable {
 export interface Pin<W extends Pinnable> {
   worker: W;
   expiresAt: number;
+  /** The session this pin belongs to, to delete it from the Map when it leaves the list. */
+  readonly session: string;
+  prev: Pin<W> | null;
+  next: Pin<W> | null;
 }
 
 /** Most expired pins removed by one sweep, so that a mass expiry never stalls one request. */
@@ -24,8 +35,10 @@ const SWEEP_BATCH = 64;
 
 export class AffinityTable<W extends Pinnable> {
   private readonly pins = new Map<string, Pin<W>>();
-  /** Expiry of the front pin or earlier; Infinity when empty. */
-  private frontExpiry = Infinity;
+  /** Least recently touched (expires first). */
+  private head: Pin<W> | null = null;
+  /** Most recently touched. */
+  private tail: Pin<W> | null = null;
 
   constructor(
     readonly ttlMs: number,
@@ -38,18 +51,17 @@ export class AffinityTable<W extends Pinnable> {
 
   /** The live pin of `session`, or undefined. An expired pin is dropped here. */
   lookup(session: string, now: number): Pin<W> | undefined {
-    if (now >= this.frontExpiry) this.sweep(now, SWEEP_BATCH);
+    if (this.head !== null && this.head.expiresAt <= now) this.sweep(now, SWEEP_BATCH);
     const pin = this.pins.get(session);
     if (pin === undefined) return undefined;
     if (pin.expiresAt <= now) {
-      this.pins.delete(session);
-      pin.worker.sessions--;
+      this.remove(pin);
       return undefined;
     }
     return pin;
   }
 
-  /** Pins `session` to `worker` (new pin, refresh or re-pin), moving it to the back. */
+  /** Pins `session` to `worker` (new pin, refresh or re-pin), moving it to the tail. */
   pin(session: string, worker: W, now: number, existing?: Pin<W>): void {
     const expiresAt = now + this.ttlMs;
     if (existing !== undefined) {
@@ -59,48 +71,57 @@ export class AffinityTable<W extends Pinnable> {
         existing.worker = worker;
       }
       existing.expiresAt = expiresAt;
-      this.pins.delete(session);
-      this.pins.set(session, existing);
+      if (existing !== this.tail) {
+        this.unlink(existing);
+        this.append(existing);
+      }
       return;
     }
-    if (this.pins.size >= this.maxPins) this.evictOldest();
+    if (this.pins.size >= this.maxPins && this.head !== null) this.remove(this.head);
     worker.sessions++;
-    this.pins.set(session, { worker, expiresAt });
-    if (this.pins.size === 1) this.frontExpiry = expiresAt;
+    const pin: Pin<W> = { worker, expiresAt, session, prev: null, next: null };
+    this.pins.set(session, pin);
+    this.append(pin);
   }
 
-  /** Removes up to `limit` expired pins from the front; returns how many. */
+  /** Removes up to `limit` expired pins from the head; returns how many. */
   sweep(now: number, limit = Infinity): number {
     let removed = 0;
-    for (const [session, pin] of this.pins) {
-      if (pin.expiresAt > now) {
-        this.frontExpiry = pin.expiresAt;
-        return removed;
-      }
-      if (removed >= limit) {
-        this.frontExpiry = now; // more to do: the next call continues
-        return removed;
-      }
-      this.pins.delete(session);
-      pin.worker.sessions--;
+    while (this.head !== null && this.head.expiresAt <= now && removed < limit) {
+      this.remove(this.head);
       removed++;
     }
-    this.frontExpiry = Infinity;
     return removed;
   }
 
   clear(): void {
-    for (const pin of this.pins.values()) pin.worker.sessions--;
+    for (let p = this.head; p !== null; p = p.next) p.worker.sessions--;
     this.pins.clear();
-    this.frontExpiry = Infinity;
+    this.head = null;
+    this.tail = null;
   }
 
-  private evictOldest(): void {
-    for (const [session, pin] of this.pins) {
-      this.pins.delete(session);
-      pin.worker.sessions--;
-      return;
-    }
+  private remove(pin: Pin<W>): void {
+    this.unlink(pin);
+    this.pins.delete(pin.session);
+    pin.worker.sessions--;
+  }
+
+  private append(pin: Pin<W>): void {
+    pin.prev = this.tail;
+    pin.next = null;
+    if (this.tail === null) this.head = pin;
+    else this.tail.next = pin;
+    this.tail = pin;
+  }
+
+  private unlink(pin: Pin<W>): void {
+    if (pin.prev === null) this.head = pin.next;
+    else pin.prev.next = pin.next;
+    if (pin.next === null) this.tail = pin.prev;
+    else pin.next.prev = pin.prev;
+    pin.prev = null;
+    pin.next = null;
   }
 }
 
