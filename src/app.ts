@@ -70,7 +70,7 @@ export async function backendOptions(config: Config, env: NodeJS.ProcessEnv = pr
         queueCapacity: b.queueCapacity,
         timeoutMs: b.timeoutMs,
         policy: b.policy,
-        affinity: { ttlMs: b.affinity.ttlMs, maxPins: b.affinity.maxPins },
+        affinity: { ttlMs: b.affinity.ttlMs, maxPins: b.affinity.maxPins, spillLoadFactor: b.affinity.spillLoadFactor },
         retry: b.retry,
         outlier: b.outlier,
       });

@@ -65,7 +65,7 @@ export interface BackendConfig {
   queueCapacity: number | undefined;
   timeoutMs: number | undefined;
   policy: string | undefined;
-  affinity: { ttlMs: number | undefined; maxPins: number | undefined };
+  affinity: { ttlMs: number | undefined; maxPins: number | undefined; spillLoadFactor: number | undefined };
   /** Undefined: no retries. Unset fields take the core's defaults. */
   retry: RetryOptions | undefined;
   /** Undefined: the core's default (on, 5 failures). */
@@ -150,7 +150,7 @@ export function validateConfig(raw: unknown): Config {
     if (names.has(name)) throw new TypeError(`${at}.name: duplicate backend name "${name}"`);
     names.add(name);
     const aff = o["affinity"] === undefined ? {} : object(o["affinity"], `${at}.affinity`);
-    known(aff, ["ttl", "max_pins"], `${at}.affinity`);
+    known(aff, ["ttl", "max_pins", "spill_load_factor"], `${at}.affinity`);
     let workers: number | WorkerConfig[];
     if (o["endpoints"] !== undefined) {
       if (o["workers"] !== undefined) throw new TypeError(`${at}: set either workers or endpoints, not both`);
@@ -172,6 +172,7 @@ export function validateConfig(raw: unknown): Config {
       affinity: {
         ttlMs: aff["ttl"] === undefined ? undefined : parseDuration(aff["ttl"], `${at}.affinity.ttl`),
         maxPins: optionalInt(aff["max_pins"], `${at}.affinity.max_pins`),
+        spillLoadFactor: optionalNumber(aff["spill_load_factor"], `${at}.affinity.spill_load_factor`),
       },
       retry: o["retry"] === undefined ? undefined : retry(o["retry"], `${at}.retry`),
       outlier: o["outlier"] === undefined ? undefined : outlier(o["outlier"], `${at}.outlier`),

@@ -24,11 +24,11 @@ describe("config", () => {
     const yaml = join(dir, "c.yaml");
     await writeFile(
       yaml,
-      `server:\n  port: 0\n  shutdown_grace: 5s\nbackends:\n  - name: fast\n    kind: echo\n    workers: 2\n    max_concurrency: 3\n    queue_capacity: 7\n    timeout: 1.5s\n    affinity:\n      ttl: 10m\n      max_pins: 50\n`,
+      `server:\n  port: 0\n  shutdown_grace: 5s\nbackends:\n  - name: fast\n    kind: echo\n    workers: 2\n    max_concurrency: 3\n    queue_capacity: 7\n    timeout: 1.5s\n    affinity:\n      ttl: 10m\n      max_pins: 50\n      spill_load_factor: 1.5\n`,
     );
     const c = await loadConfig(yaml, {}, {});
     expect(c.server.shutdownGraceMs).toBe(5_000);
-    expect(c.backends[0]).toMatchObject({ name: "fast", workers: 2, maxConcurrency: 3, queueCapacity: 7, timeoutMs: 1_500, affinity: { ttlMs: 600_000, maxPins: 50 } });
+    expect(c.backends[0]).toMatchObject({ name: "fast", workers: 2, maxConcurrency: 3, queueCapacity: 7, timeoutMs: 1_500, affinity: { ttlMs: 600_000, maxPins: 50, spillLoadFactor: 1.5 } });
     const json = join(dir, "c.json");
     await writeFile(json, JSON.stringify({ backends: [{ name: "j", kind: "echo" }] }));
     expect((await loadConfig(json, {}, {})).backends[0]!.name).toBe("j");
