@@ -1,4 +1,4 @@
-import { DispatchError, type ErrorCode, type Handler } from "../core/index.js";
+import { DispatchError, type ErrorCode, type Handler, type HandlerContext, type HandlerResult, type Payload } from "../core/index.js";
 import { abortableDelay } from "./delay.js";
 
 export interface EchoOptions {
@@ -20,16 +20,7 @@ const failCodes: ReadonlySet<string> = new Set<ErrorCode>([
  */
 export function echoHandler(options: EchoOptions = {}): Handler {
   const defaultDelay = options.delayMs ?? 0;
-  return async (request, ctx) => {
-    const raw = ctx.metadata["delay_ms"];
-    let delay = defaultDelay;
-    if (raw !== undefined) {
-      delay = Number(raw);
-      if (!Number.isFinite(delay) || delay < 0) {
-        throw new DispatchError("invalid_argument", `metadata.delay_ms: expected a number of milliseconds ≥ 0, got "${raw}"`);
-      }
-    }
-    if (delay > 0) await abortableDelay(delay, ctx.signal);
+  const failOrReturn = (request: Payload, ctx: HandlerContext): HandlerResult => {
     const fail = ctx.metadata["fail"];
     if (fail !== undefined) {
       const code = fail.toLowerCase();
@@ -41,5 +32,18 @@ export function echoHandler(options: EchoOptions = {}): Handler {
       });
     }
     return request;
+  };
+  // Synchronous unless it waits: the core settles a plain value without a promise per call.
+  return (request, ctx) => {
+    const raw = ctx.metadata["delay_ms"];
+    let delay = defaultDelay;
+    if (raw !== undefined) {
+      delay = Number(raw);
+      if (!Number.isFinite(delay) || delay < 0) {
+        throw new DispatchError("invalid_argument", `metadata.delay_ms: expected a number of milliseconds ≥ 0, got "${raw}"`);
+      }
+    }
+    if (delay > 0) return abortableDelay(delay, ctx.signal).then(() => failOrReturn(request, ctx));
+    return failOrReturn(request, ctx);
   };
 }

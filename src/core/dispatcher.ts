@@ -3,8 +3,8 @@ import { AffinityTable, withinLoadBound, type Pin } from "./affinity.js";
 import { systemClock, type Clock, type TimerHandle } from "./clock.js";
 import { clearEjection, noteFailure, noteSuccess } from "./ejection.js";
 import { DispatchError } from "./errors.js";
-import { LazyAbortController } from "./lazy-abort.js";
-import type { HandlerContext, HandlerResult, Payload } from "./handler.js";
+import type { HandlerResult, Payload } from "./handler.js";
+import { callHandler, JobRun } from "./job-run.js";
 import { noopObserver, type AffinityOutcome, type DispatchObserver, type JobOutcome } from "./observer.js";
 import { validateBackendOptions, nonNegativeInt, type BackendOptions, type DispatcherOptions } from "./options.js";
 import { Job, onTimer, type BackendEntry } from "./job.js";
@@ -60,7 +60,7 @@ export interface Dispatcher {
 
 class DispatcherImpl implements Dispatcher {
   private readonly entries = new Map<string, BackendEntry>();
-  private readonly observer: DispatchObserver;
+  readonly observer: DispatchObserver;
   private readonly clock: Clock;
   private readonly random: () => number;
   private readonly graceMs: number;
@@ -71,6 +71,10 @@ class DispatcherImpl implements Dispatcher {
   private readonly backingOff = new JobQueue<Job>();
   /** Jobs admitted and not yet settled, across all workers. */
   private active = 0;
+  /** Runs whose handler returned or threw synchronously, settled together in one microtask. */
+  private readonly returned: (JobRun | undefined)[] = [];
+  private readonly settleReturned = () => this.drainReturned();
+  private readonly sweepTimeouts = (w: Worker<Job>) => this.timeoutsDue(w);
   closing = false;
 
   constructor(options: DispatcherOptions) {
@@ -166,7 +170,7 @@ class DispatcherImpl implements Dispatcher {
     this.active++;
     entry.active++;
     // A retry starts from a timer: keep the submitter's async context (tracing) for it.
-    if (entry.retry !== undefined) job.restore = captureContext();
+    if (entry.retry !== undefined) job.context = new AsyncResource("dispatcher.job");
     if (job.clientSignal !== undefined) job.clientSignal.addEventListener("abort", job);
     if (deadline !== Infinity) job.timer = this.clock.setTimer(onTimer, deadline - now, job);
     this.observer.jobAdmitted?.(job);
@@ -174,7 +178,7 @@ class DispatcherImpl implements Dispatcher {
       this.start(job, now);
     } else {
       // The handler will start from another job's completion: keep the submitter's async context (tracing).
-      job.restore ??= captureContext();
+      job.context ??= new AsyncResource("dispatcher.job");
       worker.queue.push(job);
     }
     return promise;
@@ -210,52 +214,100 @@ class DispatcherImpl implements Dispatcher {
     w.inflight++;
     w.queueWait.record(now - job.queuedAt, now);
     this.observer.jobStarted?.(job);
-    const controller = new LazyAbortController();
-    job.controller = controller;
-    const timeoutAt = job.entry.timeoutMs > 0 ? now + job.entry.timeoutMs : Infinity;
-    if (timeoutAt < job.deadline) {
-      if (job.timer !== undefined) this.clock.clearTimer(job.timer);
-      job.timer = this.clock.setTimer(onTimer, timeoutAt - now, job);
-    }
-    const ctx: HandlerContext = {
-      get signal() {
-        return controller.signal;
-      },
-      workerId: w.id,
-      endpoint: w.endpoint,
-      sessionId: job.sessionId,
-      metadata: job.metadata,
-      deadline: job.deadline === Infinity ? undefined : Date.now() + (job.deadline - now),
-      attempt: job.attempt,
-      traceHeaders: () => {
-        const carrier: Record<string, string> = {};
-        this.observer.injectHeaders?.(job, carrier);
-        return carrier;
-      },
-    };
-    const call = (): Promise<HandlerResult> | HandlerResult => {
-      const run = () => job.entry.handler(job.payload, ctx);
-      return this.observer.runHandler ? this.observer.runHandler(job, run) : run();
-    };
+    const run = new JobRun(job, w, now);
+    job.controller = run;
+    if (job.entry.timeoutMs > 0 && w.timeoutTimer === undefined) this.armTimeout(w, job.entry.timeoutMs, now);
     let out: Promise<HandlerResult> | HandlerResult;
     try {
-      out = job.restore ? job.restore(call) : call();
+      out = job.context !== undefined ? job.context.runInAsyncScope(callHandler, undefined, run) : callHandler(run);
     } catch (e) {
-      out = Promise.reject(e);
+      this.returnedLater(run, e, true);
+      return;
     }
-    // Always settle asynchronously, so that a synchronous handler cannot re-enter pump().
-    Promise.resolve(out).then(
-      (r) => this.succeed(job, controller, r),
-      (e: unknown) => {
-        if (job.controller !== controller) return;
-        const err = DispatchError.from(e);
-        if (job.entry.retry === undefined || !this.retryLater(job, job.entry.retry, err)) this.fail(job, "error", err);
-      },
-    );
+    if (typeof (out as { then?: unknown } | null)?.then === "function") {
+      Promise.resolve(out).then(
+        (r) => this.succeed(run, r),
+        (e: unknown) => this.runFailed(run, e),
+      );
+    } else {
+      this.returnedLater(run, out, false);
+    }
   }
 
-  private succeed(job: Job, controller: LazyAbortController, r: HandlerResult): void {
-    if (job.controller !== controller || job.state !== "running") return;
+  /**
+   * Settles a run whose handler returned (or threw) synchronously in a
+   * microtask, as if it had returned a promise, so that a synchronous
+   * handler cannot re-enter pump(); one microtask serves every such run of
+   * the turn instead of a promise and two closures each.
+   */
+  private returnedLater(run: JobRun, outcome: unknown, threw: boolean): void {
+    run.outcome = outcome;
+    run.threw = threw;
+    if (this.returned.push(run) === 1) queueMicrotask(this.settleReturned);
+  }
+
+  private drainReturned(): void {
+    const runs = this.returned;
+    // Runs settled here may start others that return at once: they join this loop.
+    for (let i = 0; i < runs.length; i++) {
+      const run = runs[i]!;
+      runs[i] = undefined;
+      const outcome = run.outcome;
+      run.outcome = undefined;
+      try {
+        if (run.threw) this.runFailed(run, outcome);
+        else this.succeed(run, outcome as HandlerResult);
+      } catch (e) {
+        // Observers must not throw; if one does, report it without stranding the other runs.
+        queueMicrotask(() => {
+          throw e;
+        });
+      }
+    }
+    runs.length = 0;
+  }
+
+  private runFailed(run: JobRun, e: unknown): void {
+    const job = run.job;
+    if (job.controller !== run) return;
+    const err = DispatchError.from(e);
+    if (job.entry.retry === undefined || !this.retryLater(job, job.entry.retry, err)) this.fail(job, "error", err);
+  }
+
+  /** Arms `w`'s backend-timeout timer for its oldest running job. */
+  private armTimeout(w: Worker<Job>, timeoutMs: number, now: number): void {
+    const oldest = w.running.peek()!;
+    // At least 1 ms: timers are ms-grained, and a 0 ms re-arm could spin on a rounding difference.
+    w.timeoutTimer = this.clock.setTimer(this.sweepTimeouts, Math.max(1, oldest.startedAt + timeoutMs - now), w);
+  }
+
+  /** `w`'s timeout timer fired: fails its running jobs past the backend's timeout, oldest first, and re-arms. */
+  private timeoutsDue(w: Worker<Job>): void {
+    w.timeoutTimer = undefined;
+    const entry = this.entries.get(w.backend)!;
+    const now = this.clock.now();
+    // Within 1 ms counts as due (timer granularity): the timer was armed for the oldest job's expiry.
+    for (let job = w.running.peek(); job !== undefined && job.startedAt + entry.timeoutMs - now < 1; job = w.running.peek()) {
+      if (now >= job.deadline) {
+        this.fail(job, "deadline_exceeded", new DispatchError("deadline_exceeded", `the call's deadline passed while running on ${w.id}`));
+      } else {
+        this.fail(job, "timeout", new DispatchError("deadline_exceeded", `backend "${job.backend}" handler timed out after ${entry.timeoutMs} ms on ${w.id}`));
+      }
+    }
+    if (w.timeoutTimer === undefined && w.running.length > 0) this.armTimeout(w, entry.timeoutMs, now);
+  }
+
+  /** A job left `w`'s running list: with none left running, its timeout timer goes too. */
+  private leftRunning(w: Worker<Job>): void {
+    if (w.running.length === 0 && w.timeoutTimer !== undefined) {
+      this.clock.clearTimer(w.timeoutTimer);
+      w.timeoutTimer = undefined;
+    }
+  }
+
+  private succeed(run: JobRun, r: HandlerResult): void {
+    const job = run.job;
+    if (job.controller !== run || job.state !== "running") return;
     if (r === undefined || r === null) r = { json: null };
     if (typeof r !== "object" || (!("json" in r) && !("binary" in r))) {
       this.fail(job, "error", new DispatchError("internal", `backend "${job.backend}" handler returned no payload (expected { json } or { binary })`));
@@ -331,6 +383,7 @@ class DispatcherImpl implements Dispatcher {
     if (job.attempt === 1 && !withinBudget(p, entry.retrying, entry.active)) return false;
     const w = job.worker;
     w.running.remove(job);
+    this.leftRunning(w);
     w.inflight--;
     w.execution.record(now - job.startedAt, now);
     w.errors++;
@@ -380,6 +433,7 @@ class DispatcherImpl implements Dispatcher {
       this.backingOff.remove(job);
     } else {
       w.running.remove(job);
+      this.leftRunning(w);
       w.inflight--;
       w.execution.record(now - job.startedAt, now);
     }
@@ -464,16 +518,6 @@ class DispatcherImpl implements Dispatcher {
     list.push(job);
     this.fail(job, "shutdown", err);
   }
-}
-
-/**
- * The caller's async context, to run a later callback in. An AsyncResource,
- * not AsyncLocalStorage.snapshot(): on Node 20 snapshot() binds through a
- * deprecation wrapper that cost ~35 % of a queued submit (bench/ core suite profile).
- */
-function captureContext(): <R>(fn: () => R) => R {
-  const resource = new AsyncResource("dispatcher.job");
-  return (fn) => resource.runInAsyncScope(fn);
 }
 
 export function createDispatcher(options: DispatcherOptions = {}): Dispatcher {

@@ -1,11 +1,12 @@
+import type { AsyncResource } from "node:async_hooks";
 import type { AffinityTable } from "./affinity.js";
 import type { TimerHandle } from "./clock.js";
 import type { JobResult } from "./dispatcher.js";
 import type { OutlierPolicy } from "./ejection.js";
 import { DispatchError } from "./errors.js";
 import type { Handler, Payload } from "./handler.js";
-import type { LazyAbortController } from "./lazy-abort.js";
-import type { AffinityOutcome, JobOutcome, JobView } from "./observer.js";
+import type { JobRun } from "./job-run.js";
+import type { AffinityOutcome, DispatchObserver, JobOutcome, JobView } from "./observer.js";
 import type { SelectionPolicy } from "./policy.js";
 import type { QueueNode } from "./queue.js";
 import type { RetryPolicy } from "./retry.js";
@@ -13,6 +14,7 @@ import type { Worker } from "./worker.js";
 
 /** What a job calls back into: the dispatcher that admitted it. */
 export interface JobOwner {
+  readonly observer: DispatchObserver;
   fail(job: Job, outcome: JobOutcome, err: DispatchError): void;
   timerFired(job: Job): void;
 }
@@ -57,9 +59,15 @@ export class Job implements JobView, QueueNode {
   endedAt = 0;
   tag: unknown = undefined;
   timer: TimerHandle | undefined = undefined;
-  controller: LazyAbortController | undefined = undefined;
-  /** Runs a function in the async context the job was submitted from; set only when it had to queue or may retry. */
-  restore: (<R>(fn: () => R) => R) | undefined = undefined;
+  /** The current run, while the job is running; a settled or retried run is no longer it. */
+  controller: JobRun | undefined = undefined;
+  /**
+   * The async context the job was submitted from (tracing); set only when it
+   * had to queue or may retry. An AsyncResource, not AsyncLocalStorage.snapshot():
+   * on Node 20 snapshot() binds through a deprecation wrapper that cost ~35 %
+   * of a queued submit (bench/ core suite profile).
+   */
+  context: AsyncResource | undefined = undefined;
   resolve!: (r: JobResult) => void;
   reject!: (e: DispatchError) => void;
 

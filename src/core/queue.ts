@@ -23,6 +23,11 @@ export class JobQueue<T extends QueueNode> {
     this.length++;
   }
 
+  /** The oldest node, left in place. */
+  peek(): T | undefined {
+    return this.head ?? undefined;
+  }
+
   shift(): T | undefined {
     const node = this.head;
     if (node === null) return undefined;

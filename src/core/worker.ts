@@ -18,8 +18,14 @@ export interface WorkerView {
 /** One lane of a backend: its own bounded FIFO and concurrency limit. */
 export class Worker<J extends QueueNode = QueueNode> implements WorkerView {
   readonly queue = new JobQueue<J>();
-  /** Jobs running now; kept so that shutdown can abort them. */
+  /**
+   * Jobs running now, in start order; kept so that shutdown can abort them,
+   * and so that one timer per worker, armed for the oldest, enforces the
+   * backend's timeout (all of a worker's jobs share it).
+   */
   readonly running = new JobQueue<J>();
+  /** The backend-timeout timer of the oldest running job; unset while none runs. */
+  timeoutTimer: unknown = undefined;
   inflight = 0;
   state: WorkerState = "serving";
   /** Live session pins naming this worker. */

@@ -4,7 +4,7 @@ import * as net from "node:net";
 import type { AddressInfo } from "node:net";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { specGrpcMessage } from "./grpc-message.js";
+import { SpecGrpcMessageResponse } from "./grpc-message.js";
 import { sniffProtocol } from "./protocol-sniff.js";
 
 export interface Http2ServerOptions {
@@ -66,8 +66,7 @@ export async function listenHttp2(o: Http2ServerOptions): Promise<Http2Listener>
     socket.once("close", () => sockets.delete(socket));
   };
   const serve = (req: Req, res: Res) => {
-    if (req.httpVersionMajor === 2) specGrpcMessage(res as http2.Http2ServerResponse);
-    else {
+    if (req.httpVersionMajor !== 2) {
       const socket = req.socket as net.Socket;
       const conn = h1.get(socket);
       if (conn !== undefined) {
@@ -84,7 +83,10 @@ export async function listenHttp2(o: Http2ServerOptions): Promise<Http2Listener>
 
   let server: net.Server;
   if (o.tls !== undefined) {
-    const secure = http2.createSecureServer({ cert: o.tls.cert, key: o.tls.key, allowHTTP1: true, settings }, serve);
+    const secure = http2.createSecureServer(
+      { cert: o.tls.cert, key: o.tls.key, allowHTTP1: true, settings, Http2ServerResponse: SpecGrpcMessageResponse },
+      serve,
+    );
     secure.on("connection", trackSocket);
     secure.on("secureConnection", (socket: net.Socket & { alpnProtocol?: string | false }) => {
       if (socket.alpnProtocol !== "h2") trackH1(socket);
@@ -95,7 +97,7 @@ export async function listenHttp2(o: Http2ServerOptions): Promise<Http2Listener>
     });
     server = secure;
   } else {
-    const h2c = http2.createServer({ settings }, serve);
+    const h2c = http2.createServer({ settings, Http2ServerResponse: SpecGrpcMessageResponse }, serve);
     h2c.on("session", (s) => {
       sessions.add(s);
       s.once("close", () => sessions.delete(s));

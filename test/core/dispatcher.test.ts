@@ -235,6 +235,73 @@ describe("deadlines", () => {
     expect(w("b/0").inflight).toBe(0);
     expect(w("b/0").errors).toBe(1);
   });
+
+  it("times out each running job at its own start + timeoutMs with one timer per worker, and leaves none when idle", async () => {
+    const { d, g, clock, w } = setup({ workers: 1, maxConcurrency: 3, timeoutMs: 200 });
+    const a = codeOf(d.submit({ backend: "b" }));
+    clock.advance(50);
+    const b = codeOf(d.submit({ backend: "b" }));
+    clock.advance(50);
+    const c = d.submit({ backend: "b" });
+    expect(clock.pending).toBe(1);
+    g.calls[0]!.resolve(); // the oldest finishes: the timer, armed for it, re-arms for the next
+    await flush();
+    expect(await a).toBe("ok");
+    clock.advance(149); // past a's expiry, which b's timer was armed for
+    expect(g.calls[1]!.ctx.signal.aborted).toBe(false);
+    expect(clock.pending).toBe(1);
+    clock.advance(1); // b: started at 50
+    expect(await b).toBe("deadline_exceeded");
+    expect(g.calls[1]!.ctx.signal.aborted).toBe(true);
+    expect(g.calls[2]!.ctx.signal.aborted).toBe(false);
+    g.calls[2]!.resolve();
+    expect((await c).workerId).toBe("b/0");
+    expect(w("b/0").errors).toBe(1);
+    expect(w("b/0").inflight).toBe(0);
+    expect(clock.pending).toBe(0);
+  });
+
+  it("a call's deadline before the backend's timeout still ends a running job as the deadline", async () => {
+    const { d, clock } = setup({ workers: 1, maxConcurrency: 1, timeoutMs: 200 });
+    const p = d.submit({ backend: "b", timeoutMs: 100 });
+    clock.advance(100);
+    const err = await p.catch((e: DispatchError) => e);
+    expect((err as DispatchError).message).toContain("deadline passed");
+    expect(clock.pending).toBe(0);
+  });
+});
+
+describe("synchronous handlers", () => {
+  it("settle after submit returns, each exactly once, and free their slots for the queued", async () => {
+    let calls = 0;
+    const d = createDispatcher({
+      backends: [{
+        name: "s",
+        workers: 1,
+        maxConcurrency: 2,
+        queueCapacity: 10,
+        handler: (p) => {
+          calls++;
+          if (p.json === "throw") throw new DispatchError("unavailable", "sync failure");
+          return p;
+        },
+      }],
+    });
+    const order: string[] = [];
+    const ps = ["a", "throw", "c", "d", "throw"].map((v, i) =>
+      d.submit({ backend: "s", payload: { json: v } }).then(
+        (r) => order.push(`${i}:${String(r.payload.json)}`),
+        (e: DispatchError) => order.push(`${i}:${e.code}`),
+      ),
+    );
+    expect(order).toEqual([]);
+    expect(calls).toBe(2); // the rest queued until a slot frees
+    await Promise.all(ps);
+    expect(calls).toBe(5);
+    expect(order.sort()).toEqual(["0:a", "1:unavailable", "2:c", "3:d", "4:unavailable"]);
+    const [snap] = d.snapshot();
+    expect([snap!.completed, snap!.errors, snap!.inflight, snap!.queued]).toEqual([3, 2, 0, 0]);
+  });
 });
 
 describe("cancellation", () => {
