@@ -2,18 +2,23 @@
  * Session → worker pins with a sliding TTL and a cap.
  *
  * A Map finds a session's pin; an intrusive doubly linked list through the
- * pins keeps them in last-touch order (a hit moves its pin to the tail). Every
- * pin of a table has the same TTL, so the pins that expire first are always
- * at the head. Expired pins are swept from the head only when the head's
- * expiry has passed, a bounded number per call; past the cap the head is
- * evicted. Each pin is linked and unlinked once, so the cost is O(1) per
- * submit at any number of sessions (the original crate swept the whole map on
- * every submit).
+ * pins orders them by `listedUntil`, the expiry they had when last placed in
+ * the list. A hit only moves `expiresAt` forward: it touches no other pin, so
+ * a hit at a million sessions costs one Map lookup and one object write. The
+ * list is put right lazily, when its head is reached: a head whose expiry has
+ * passed is dropped; a head that was refreshed since it was listed goes to
+ * the tail with its new expiry (a second chance, as in the CLOCK algorithm).
+ * Every pin of a table has the same TTL, so the head is always the first to
+ * have expired or been refreshed. Sweeps run only when the head's listed expiry
+ * has passed and do a bounded amount of work per call; past the cap the first
+ * head not used since it was listed is evicted (least recently used,
+ * approximately). Each pin is relisted at most once per TTL, so the cost is
+ * amortised O(1) per submit at any number of sessions (the original crate
+ * swept the whole map on every submit).
  *
  * The list is ours rather than the Map's own insertion order: V8 leaves
  * deleted Map entries as holes that iteration from the front must skip until
- * the next rehash, which made evicting "the first entry" cost O(cap) under
- * churn. A hit also no longer deletes and re-inserts its key.
+ * the next rehash, which made evicting "the first entry" cost O(cap) under churn.
  */
 import type { WorkerView } from "./worker.js";
 
@@ -24,20 +29,24 @@ export interface Pinnable {
 export interface Pin<W extends Pinnable> {
   worker: W;
   expiresAt: number;
+  /** `expiresAt` when the pin was last placed in the list; the list is sorted by it. */
+  listedUntil: number;
+  /** Used since it was last placed in the list: eviction passes it over once. */
+  touched: boolean;
   /** The session this pin belongs to, to delete it from the Map when it leaves the list. */
   readonly session: string;
   prev: Pin<W> | null;
   next: Pin<W> | null;
 }
 
-/** Most expired pins removed by one sweep, so that a mass expiry never stalls one request. */
+/** Most list steps one sweep takes, so that a mass expiry never stalls one request. */
 const SWEEP_BATCH = 64;
 
 export class AffinityTable<W extends Pinnable> {
   private readonly pins = new Map<string, Pin<W>>();
-  /** Least recently touched (expires first). */
+  /** Smallest listedUntil. */
   private head: Pin<W> | null = null;
-  /** Most recently touched. */
+  /** Largest listedUntil. */
   private tail: Pin<W> | null = null;
 
   constructor(
@@ -51,7 +60,7 @@ export class AffinityTable<W extends Pinnable> {
 
   /** The live pin of `session`, or undefined. An expired pin is dropped here. */
   lookup(session: string, now: number): Pin<W> | undefined {
-    if (this.head !== null && this.head.expiresAt <= now) this.sweep(now, SWEEP_BATCH);
+    if (this.head !== null && this.head.listedUntil <= now) this.sweep(now, SWEEP_BATCH);
     const pin = this.pins.get(session);
     if (pin === undefined) return undefined;
     if (pin.expiresAt <= now) {
@@ -61,7 +70,7 @@ export class AffinityTable<W extends Pinnable> {
     return pin;
   }
 
-  /** Pins `session` to `worker` (new pin, refresh or re-pin), moving it to the tail. */
+  /** Pins `session` to `worker`: a new pin, or a refresh (and maybe a move) of `existing`. */
   pin(session: string, worker: W, now: number, existing?: Pin<W>): void {
     const expiresAt = now + this.ttlMs;
     if (existing !== undefined) {
@@ -71,25 +80,30 @@ export class AffinityTable<W extends Pinnable> {
         existing.worker = worker;
       }
       existing.expiresAt = expiresAt;
-      if (existing !== this.tail) {
-        this.unlink(existing);
-        this.append(existing);
-      }
+      existing.touched = true;
       return;
     }
-    if (this.pins.size >= this.maxPins && this.head !== null) this.remove(this.head);
+    if (this.pins.size >= this.maxPins) this.evictOne();
     worker.sessions++;
-    const pin: Pin<W> = { worker, expiresAt, session, prev: null, next: null };
+    const pin: Pin<W> = { worker, expiresAt, listedUntil: expiresAt, touched: false, session, prev: null, next: null };
     this.pins.set(session, pin);
     this.append(pin);
   }
 
-  /** Removes up to `limit` expired pins from the head; returns how many. */
+  /**
+   * Drops expired pins and relists refreshed ones from the head, taking at
+   * most `limit` steps; returns how many pins it dropped.
+   */
   sweep(now: number, limit = Infinity): number {
     let removed = 0;
-    while (this.head !== null && this.head.expiresAt <= now && removed < limit) {
-      this.remove(this.head);
-      removed++;
+    for (let steps = 0; steps < limit && this.head !== null && this.head.listedUntil <= now; steps++) {
+      const head = this.head;
+      if (head.expiresAt <= now) {
+        this.remove(head);
+        removed++;
+      } else {
+        this.relist(head);
+      }
     }
     return removed;
   }
@@ -99,6 +113,19 @@ export class AffinityTable<W extends Pinnable> {
     this.pins.clear();
     this.head = null;
     this.tail = null;
+  }
+
+  /** Evicts the head, giving refreshed heads a second chance at the tail first. */
+  private evictOne(): void {
+    while (this.head !== null && this.head.touched) this.relist(this.head);
+    if (this.head !== null) this.remove(this.head);
+  }
+
+  private relist(pin: Pin<W>): void {
+    this.unlink(pin);
+    pin.listedUntil = pin.expiresAt;
+    pin.touched = false;
+    this.append(pin);
   }
 
   private remove(pin: Pin<W>): void {
