@@ -5,6 +5,7 @@ import { DispatcherService, type SubmitRequest, type WorkerMetricsRequest } from
 import { DispatchError, type Dispatcher, type Payload } from "../core/index.js";
 import { payloadFromProto, submitResponseToProto } from "./convert.js";
 import { toConnectError } from "./errors.js";
+import { frameSinkFor } from "./frame-sink.js";
 import { effectiveTimeoutMs, type Limits } from "./limits.js";
 import type { MetricsHub } from "./metrics-hub.js";
 
@@ -50,6 +51,9 @@ export function dispatcherRoutes(dispatcher: Dispatcher, hub: MetricsHub, limits
         try {
           // The first message goes out at once: stream headers travel with it (PLATFORM.md).
           yield hub.current(filter);
+          // Resumed once that message is written: from here, ticks can go out as shared, pre-encoded frames.
+          const sink = frameSinkFor(ctx);
+          if (sink !== undefined) await sub.stream(sink);
           for (;;) {
             const next = await sub.next();
             ctx.signal.throwIfAborted();

@@ -5,6 +5,7 @@ import type { AddressInfo } from "node:net";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { SpecGrpcMessageResponse } from "./grpc-message.js";
+import { http2StreamValues } from "./frame-sink.js";
 import { sniffProtocol } from "./protocol-sniff.js";
 
 export interface Http2ServerOptions {
@@ -50,6 +51,7 @@ export async function listenHttp2(o: Http2ServerOptions): Promise<Http2Listener>
     routes: o.routes,
     interceptors: o.interceptors ?? [],
     readMaxBytes: o.readMaxBytes,
+    contextValues: http2StreamValues,
   });
   const settings: http2.Settings = { maxConcurrentStreams: o.maxConcurrentStreams };
   const sessions = new Set<http2.ServerHttp2Session>();

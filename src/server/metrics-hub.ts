@@ -1,4 +1,4 @@
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
@@ -11,9 +11,10 @@ import { workerMetricToProto } from "./convert.js";
 
 /**
  * Fans metrics out to WorkerMetrics streams. One timer and one snapshot per
- * distinct interval per tick, shared by every subscriber of that interval;
- * responses are memoised per backend filter, so subscribers with the same
- * filter share one message.
+ * distinct interval per tick, shared by every subscriber of that interval
+ * (DESIGN.md §8); per backend filter (equal filters share, whatever Set holds
+ * them) one response message and, for streams that take bytes, one encoded
+ * frame written as is to every such stream.
  */
 export interface MetricsHub {
   /** A fresh message now, for a stream's first response. */
@@ -27,29 +28,60 @@ export interface MetricsHub {
 export interface Subscription {
   /** The next tick's message; rejects when the stream's signal aborts or the hub closes. */
   next(): Promise<WorkerMetricsResponse>;
+  /**
+   * From now on, writes each tick to `sink` as an enveloped frame (see
+   * `FrameSink`) instead of through `next()`; a tick that arrived since the
+   * subscription started is written at once. Rejects when the stream's signal
+   * aborts or the hub closes; never resolves.
+   */
+  stream(sink: FrameSink): Promise<never>;
   unsubscribe(): void;
+}
+
+/**
+ * A stream that takes each tick as a ready-made frame: flag byte 0, 4-byte
+ * big-endian length, the binary WorkerMetricsResponse. gRPC, gRPC-Web and
+ * the Connect streaming protocol frame an uncompressed message alike. The
+ * same bytes go to every sink of a filter: a sink must not modify them.
+ */
+export interface FrameSink {
+  write(frame: Uint8Array): void;
 }
 
 interface Tick {
   time: ReturnType<typeof timestampNow>;
   workers: WorkerMetric[];
-  byFilter: Map<ReadonlySet<string> | undefined, WorkerMetricsResponse>;
+  byFilter: Map<string, Shared>;
+}
+
+/** What subscribers of one filter share in one tick. */
+interface Shared {
+  message: WorkerMetricsResponse;
+  frame: Uint8Array | undefined;
 }
 
 interface Ticker {
-  timer: ReturnType<typeof setInterval>;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  /** When the next tick is due (performance.now()). */
+  due: number;
   subs: Set<Sub>;
 }
+
+/** Key of the "no filter" entry; a backend name is never empty. */
+const ALL = "";
 
 class Sub implements Subscription {
   pending: Tick | undefined = undefined;
   wake: (() => void) | undefined = undefined;
   failure: unknown = undefined;
+  sink: FrameSink | undefined = undefined;
+  ended: ((reason: unknown) => void) | undefined = undefined;
 
   constructor(
     private readonly hub: Hub,
     readonly intervalMs: number,
     readonly filter: ReadonlySet<string> | undefined,
+    readonly key: string,
     readonly signal: AbortSignal,
   ) {
     signal.addEventListener("abort", this);
@@ -61,10 +93,16 @@ class Sub implements Subscription {
 
   fail(reason: unknown): void {
     if (this.failure === undefined) this.failure = reason ?? new ConnectError("stream ended", Code.Canceled);
+    this.sink = undefined;
     this.wake?.();
+    this.ended?.(this.failure);
   }
 
   deliver(tick: Tick): void {
+    if (this.sink !== undefined) {
+      this.sink.write(frameFor(tick, this.filter, this.key));
+      return;
+    }
     this.pending = tick;
     this.wake?.();
   }
@@ -77,23 +115,52 @@ class Sub implements Subscription {
     if (this.failure !== undefined) throw this.failure;
     const tick = this.pending!;
     this.pending = undefined;
-    return responseFor(tick, this.filter);
+    return sharedFor(tick, this.filter, this.key).message;
+  }
+
+  stream(sink: FrameSink): Promise<never> {
+    return new Promise<never>((_, reject) => {
+      if (this.failure !== undefined) return reject(this.failure);
+      this.ended = reject;
+      this.sink = sink;
+      const tick = this.pending;
+      this.pending = undefined;
+      if (tick !== undefined) this.deliver(tick);
+    });
   }
 
   unsubscribe(): void {
     this.signal.removeEventListener("abort", this);
+    this.sink = undefined;
     this.hub.remove(this);
   }
 }
 
-function responseFor(tick: Tick, filter: ReadonlySet<string> | undefined): WorkerMetricsResponse {
-  let r = tick.byFilter.get(filter);
-  if (r === undefined) {
+function filterKey(filter: ReadonlySet<string> | undefined): string {
+  return filter === undefined ? ALL : [...filter].sort().join("\n");
+}
+
+function sharedFor(tick: Tick, filter: ReadonlySet<string> | undefined, key: string): Shared {
+  let s = tick.byFilter.get(key);
+  if (s === undefined) {
     const workers = filter === undefined ? tick.workers : tick.workers.filter((w) => filter.has(w.backend));
-    r = create(WorkerMetricsResponseSchema, { time: tick.time, workers });
-    tick.byFilter.set(filter, r);
+    s = { message: create(WorkerMetricsResponseSchema, { time: tick.time, workers }), frame: undefined };
+    tick.byFilter.set(key, s);
   }
-  return r;
+  return s;
+}
+
+function frameFor(tick: Tick, filter: ReadonlySet<string> | undefined, key: string): Uint8Array {
+  const s = sharedFor(tick, filter, key);
+  if (s.frame === undefined) {
+    const bytes = toBinary(WorkerMetricsResponseSchema, s.message);
+    const frame = Buffer.allocUnsafe(5 + bytes.byteLength);
+    frame[0] = 0;
+    frame.writeUInt32BE(bytes.byteLength, 1);
+    frame.set(bytes, 5);
+    s.frame = frame;
+  }
+  return s.frame;
 }
 
 class Hub implements MetricsHub {
@@ -108,28 +175,42 @@ class Hub implements MetricsHub {
   }
 
   current(filter: ReadonlySet<string> | undefined): WorkerMetricsResponse {
-    return responseFor(this.take(), filter);
+    return sharedFor(this.take(), filter, filterKey(filter)).message;
   }
 
   subscribe(intervalMs: number, filter: ReadonlySet<string> | undefined, signal: AbortSignal): Subscription {
-    const sub = new Sub(this, intervalMs, filter, signal);
+    const sub = new Sub(this, intervalMs, filter, filterKey(filter), signal);
     if (this.closed) {
       sub.fail(shutdownError());
       return sub;
     }
     let ticker = this.tickers.get(intervalMs);
     if (ticker === undefined) {
-      const subs = new Set<Sub>();
-      const timer = setInterval(() => {
-        const tick = this.take();
-        for (const s of subs) s.deliver(tick);
-      }, intervalMs);
-      ticker = { timer, subs };
+      ticker = { timer: undefined, due: performance.now() + intervalMs, subs: new Set() };
       this.tickers.set(intervalMs, ticker);
+      this.schedule(ticker, intervalMs);
     }
     ticker.subs.add(sub);
     this.subscribers++;
     return sub;
+  }
+
+  /**
+   * Ticks are kept on a fixed grid (start + k × interval) rather than by
+   * setInterval, which re-arms from the time its callback ran: every late
+   * wake-up (a busy event loop, a tick's own work) then stretched the period
+   * and subscribers lost ticks for good. A tick more than a whole interval
+   * late is skipped, not bunched up with the next one.
+   */
+  private schedule(ticker: Ticker, intervalMs: number): void {
+    const now = performance.now();
+    if (ticker.due <= now - intervalMs) ticker.due += Math.floor((now - ticker.due) / intervalMs) * intervalMs;
+    ticker.timer = setTimeout(() => {
+      const tick = this.take();
+      for (const s of ticker.subs) s.deliver(tick);
+      ticker.due += intervalMs;
+      this.schedule(ticker, intervalMs);
+    }, Math.max(0, ticker.due - now));
   }
 
   remove(sub: Sub): void {
@@ -137,7 +218,7 @@ class Hub implements MetricsHub {
     if (ticker === undefined || !ticker.subs.delete(sub)) return;
     this.subscribers--;
     if (ticker.subs.size === 0) {
-      clearInterval(ticker.timer);
+      clearTimeout(ticker.timer);
       this.tickers.delete(sub.intervalMs);
     }
   }
@@ -146,7 +227,7 @@ class Hub implements MetricsHub {
     if (this.closed) return;
     this.closed = true;
     for (const ticker of this.tickers.values()) {
-      clearInterval(ticker.timer);
+      clearTimeout(ticker.timer);
       for (const s of ticker.subs) s.fail(shutdownError());
     }
   }

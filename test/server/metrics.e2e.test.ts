@@ -1,9 +1,11 @@
 import { create } from "@bufbuild/protobuf";
-import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { durationFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  DispatcherService,
   WorkerMetricsRequestSchema,
   WorkerState,
   type WorkerMetricsResponse,
@@ -93,6 +95,24 @@ describe("WorkerMetrics end to end", () => {
     } finally {
       client.close();
     }
+  });
+
+  it("streams shared pre-encoded ticks to binary gRPC-Web and Connect clients, and JSON to a Connect JSON client", async () => {
+    const baseUrl = `http://127.0.0.1:${app.server.port}`;
+    const transports = [
+      createGrpcWebTransport({ baseUrl, httpVersion: "2" }),
+      createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: true }),
+      createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: false }),
+    ];
+    for (const transport of transports) {
+      const client = createClient(DispatcherService, transport);
+      const msgs = await read((signal) => client.workerMetrics({ backends: ["other"], interval: durationFromMs(100) }, { signal }), (_m, i) => i === 3);
+      expect(msgs).toHaveLength(4);
+      for (const m of msgs) expect(m.workers.map((w) => w.workerId)).toEqual(["other/0"]);
+      const times = msgs.map((m) => timestampMs(m.time!));
+      for (let i = 1; i < times.length; i++) expect(times[i]!).toBeGreaterThan(times[i - 1]!);
+    }
+    await expect.poll(() => app.server.hub.subscribers).toBe(0);
   });
 
   it("rejects an unknown backend in the filter with NOT_FOUND", async () => {
