@@ -46,17 +46,8 @@ export function manualClock(start = 1_000): ManualClock {
   };
 }
 
-/** Seeded uniform [0,1) numbers (mulberry32), for reproducible tie-breaks. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded uniform [0,1) numbers (mulberry32), for reproducible tie-breaks and fuzzing. */
+export { mulberry32 as seededRandom } from "../../bench/lib/random.js";
 
 /** Lets pending promise callbacks run. */
 export async function flush(): Promise<void> {

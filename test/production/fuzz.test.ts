@@ -5,18 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { App } from "../../src/app.js";
 import { startTestApp } from "../helpers/app.js";
 import { connectClient } from "../helpers/clients.js";
-
-/** Seeded PRNG (mulberry32): a failure names its seed and replays exactly. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom as prng } from "../helpers/manual-clock.js";
 
 const SEED = 20260501;
 const ROUNDS = 150;
