@@ -51,11 +51,6 @@ export async function createBackend(
   return typeof made === "function" ? { handler: made } : made;
 }
 
-/** The handler alone, for kinds without resources to release. */
-export async function createHandler(kind: string, options: Record<string, unknown>, at: string): Promise<Handler> {
-  return (await createBackend(kind, options, at)).handler;
-}
-
 registerBackendKind("echo", (o, at) => {
   const delayMs = o["delay_ms"] ?? 0;
   if (typeof delayMs !== "number" || !(delayMs >= 0)) {

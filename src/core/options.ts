@@ -102,7 +102,7 @@ export interface AffinityOptions {
    * about as long as an upstream keeps a conversation's prompt cache. 0 disables affinity.
    */
   ttlMs?: number;
-  /** Most live pins; the least recently used is evicted past it. Default 100000 (~15 MB). */
+  /** Most live pins; the least recently used is evicted past it. Default 100000 (~20 MB with 64-byte keys: 142 B per pin beyond its key, BENCHMARKS.md). */
   maxPins?: number;
   /**
    * Bounded-load affinity (consistent hashing with bounded loads, Mirrokni et
