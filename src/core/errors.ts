@@ -27,7 +27,16 @@ export interface DispatchErrorOptions {
   cause?: unknown;
   /** Key/value pairs to return to the client alongside the error. */
   metadata?: Record<string, string>;
+  /** Set on the reason of a job's aborted signal: why the dispatcher aborted the handler. */
+  abortReason?: AbortReason;
 }
+
+/**
+ * Why a handler's signal aborted (`(ctx.signal.reason as DispatchError).abortReason`):
+ * the client's deadline passed, the client cancelled, the dispatcher shut down,
+ * or the backend's own timeout ran out.
+ */
+export type AbortReason = "deadline" | "cancel" | "shutdown" | "timeout";
 
 export class DispatchError extends Error {
   override readonly name = "DispatchError";
@@ -35,6 +44,7 @@ export class DispatchError extends Error {
   readonly retryable: boolean;
   readonly retryAfterMs: number | undefined;
   readonly metadata: Record<string, string> | undefined;
+  readonly abortReason: AbortReason | undefined;
 
   constructor(code: ErrorCode, message: string, options: DispatchErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -42,6 +52,7 @@ export class DispatchError extends Error {
     this.retryable = options.retryable ?? false;
     this.retryAfterMs = options.retryAfterMs;
     this.metadata = options.metadata;
+    this.abortReason = options.abortReason;
   }
 
   /**

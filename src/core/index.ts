@@ -2,9 +2,9 @@
 export { createDispatcher } from "./dispatcher.js";
 export type { Dispatcher, SubmitOptions, JobResult, WorkerSnapshot } from "./dispatcher.js";
 export { DispatchError } from "./errors.js";
-export type { ErrorCode, DispatchErrorOptions } from "./errors.js";
+export type { AbortReason, ErrorCode, DispatchErrorOptions } from "./errors.js";
 export type { Handler, HandlerContext, HandlerResult, Payload } from "./handler.js";
-export type { AffinityOutcome, DispatchObserver, JobOutcome, JobView } from "./observer.js";
+export type { AffinityOutcome, DispatchObserver, JobOutcome, JobState, JobView } from "./observer.js";
 export type { AffinityOptions, BackendOptions, DispatcherOptions, OutlierOptions, RetryOptions, WorkerOptions } from "./options.js";
 export { registerPolicy, policyNames } from "./policy.js";
 export type { SelectionPolicy, PolicyFactory } from "./policy.js";

@@ -3,20 +3,24 @@ import type { AffinityTable } from "./affinity.js";
 import type { TimerHandle } from "./clock.js";
 import type { JobResult } from "./dispatcher.js";
 import type { OutlierPolicy } from "./ejection.js";
-import { DispatchError } from "./errors.js";
-import type { Handler, Payload } from "./handler.js";
+import type { DispatchError } from "./errors.js";
+import type { Handler, HandlerResult, Payload } from "./handler.js";
 import type { JobRun } from "./job-run.js";
-import type { AffinityOutcome, DispatchObserver, JobOutcome, JobView } from "./observer.js";
+import type { AffinityOutcome, DispatchObserver, JobState, JobView } from "./observer.js";
 import type { SelectionPolicy } from "./policy.js";
 import type { QueueNode } from "./queue.js";
 import type { RetryPolicy } from "./retry.js";
 import type { Worker } from "./worker.js";
 
-/** What a job calls back into: the dispatcher that admitted it. */
+/** What a job calls back into: the lifecycle that owns it (src/core/lifecycle.ts). */
 export interface JobOwner {
   readonly observer: DispatchObserver;
-  fail(job: Job, outcome: JobOutcome, err: DispatchError): void;
-  timerFired(job: Job): void;
+  /** The client's signal aborted. */
+  clientCancelled(job: Job): void;
+  /** The job's deadline timer fired. */
+  deadlinePassed(job: Job): void;
+  /** The job's backoff timer fired. */
+  backoffOver(job: Job): void;
 }
 
 /** A registered backend, as the dispatcher keeps it. */
@@ -34,33 +38,39 @@ export interface BackendEntry {
   close: (() => void | Promise<void>) | undefined;
   /** Jobs of this backend admitted and not settled (the retry budget's base). */
   active: number;
-  /** Of those, jobs waiting to retry or running a retry. */
+  /** Of those, jobs that have failed an attempt and are waiting to retry or running a retry. */
   retrying: number;
 }
-
-/** "backoff": between a failed attempt and its retry; on no worker's list. */
-export type JobState = "queued" | "running" | "backoff" | "done";
 
 /**
  * One Submit from admission to result. A class so that it can be its own
  * queue node, abort listener (handleEvent) and timer argument: the submit
- * path allocates no closures for those.
+ * path allocates no closures for those. Its state changes only in
+ * Lifecycle.transition().
  */
 export class Job implements JobView, QueueNode {
   prev: QueueNode | null = null;
   next: QueueNode | null = null;
-  state: JobState = "queued";
+  state: JobState = "new";
   attempt = 1;
-  /** Clock ms at which the job joined its current worker's queue. */
+  /** Attempts that failed and were retried; > 0 means the job holds a share of the retry budget. */
+  retries = 0;
   queuedAt: number;
-  /** The failure a job waiting to retry is retrying from. */
-  lastError: DispatchError | undefined = undefined;
   startedAt = 0;
   endedAt = 0;
+  /** The failure a job waiting to retry is retrying from. */
+  lastError: DispatchError | undefined = undefined;
   tag: unknown = undefined;
+  /**
+   * The one timer of the job's state: its deadline while queued or running,
+   * its backoff while backing off. Which one is set by the callback it was
+   * armed with (onDeadline, onBackoffOver), never re-read from the clock.
+   */
   timer: TimerHandle | undefined = undefined;
-  /** The current run, while the job is running; a settled or retried run is no longer it. */
-  controller: JobRun | undefined = undefined;
+  /** The current attempt's run while running; a settled or retried run is no longer it. */
+  run: JobRun | undefined = undefined;
+  /** What the handler returned (for "ok"). */
+  result: HandlerResult | undefined = undefined;
   /**
    * The async context the job was submitted from (tracing); set only when it
    * had to queue or may retry. An AsyncResource, not AsyncLocalStorage.snapshot():
@@ -74,7 +84,7 @@ export class Job implements JobView, QueueNode {
   constructor(
     readonly owner: JobOwner,
     readonly entry: BackendEntry,
-    /** Changes only when a retry moves the job. */
+    /** The worker of the current attempt; changes only when a retry moves the job. */
     public worker: Worker<Job>,
     public affinity: AffinityOutcome,
     readonly sessionId: string,
@@ -98,11 +108,16 @@ export class Job implements JobView, QueueNode {
 
   /** The client's signal aborted. */
   handleEvent(): void {
-    this.owner.fail(this, "cancelled", new DispatchError("cancelled", "the client cancelled the call"));
+    this.owner.clientCancelled(this);
   }
 }
 
-export function onTimer(job: Job): void {
+export function onDeadline(job: Job): void {
   job.timer = undefined;
-  job.owner.timerFired(job);
+  job.owner.deadlinePassed(job);
+}
+
+export function onBackoffOver(job: Job): void {
+  job.timer = undefined;
+  job.owner.backoffOver(job);
 }

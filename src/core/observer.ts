@@ -1,40 +1,57 @@
 import type { DispatchError } from "./errors.js";
+import type { WorkerView } from "./worker.js";
 
 /** How a session's pin was used for one job. */
 export type AffinityOutcome = "hit" | "miss" | "spill" | "none";
 
-/** How a job ended. */
+/**
+ * How a job, or one attempt of it, ended. Exact: each has one cause, and only
+ * "error" (an upstream fault) and "timeout" feed outlier ejection.
+ */
 export type JobOutcome =
   | "ok"
   | "error" // the handler failed
-  | "timeout" // the handler ran past its backend's timeoutMs
-  | "cancelled" // the client went away
-  | "deadline_exceeded" // the call's deadline passed, queued or running
-  | "shutdown"; // close() ran out of grace
+  | "timeout" // the handler ran past its backend's timeoutMs (DEADLINE_EXCEEDED, an upstream fault)
+  | "cancelled" // the client cancelled or went away
+  | "deadline_exceeded" // the client's deadline passed, queued or running
+  | "shutdown"; // close() ran out of grace, or ended a job waiting to retry
+
+/** Where a job is: the states of the lifecycle (src/core/lifecycle.ts). */
+export type JobState = "new" | "queued" | "running" | "backoff" | "settled";
 
 /** A read-only view of a job, handed to observers. `tag` is the observer's own slot (e.g. its span). */
 export interface JobView {
   readonly backend: string;
+  /** The worker of the current attempt (for jobRetrying and jobEnded: the one that ran the attempt that ended). */
   readonly workerId: string;
   readonly sessionId: string;
   readonly affinity: AffinityOutcome;
+  /** 1 for the first attempt, 2 for the first retry, … */
   readonly attempt: number;
+  readonly state: JobState;
   /** Clock milliseconds. */
   readonly admittedAt: number;
+  /** When the current attempt joined its worker's queue. */
+  readonly queuedAt: number;
+  /** When the current (or last) attempt started running; 0 if none did. */
   readonly startedAt: number;
   readonly endedAt: number;
   tag: unknown;
 }
 
 /**
- * The core's telemetry seam: the core calls these synchronously on the submit
- * path, so implementations must be cheap and must not throw. No-op by default;
- * src/telemetry implements it with OpenTelemetry.
+ * The core's telemetry seam. Every event is emitted by exactly one lifecycle
+ * transition (src/core/lifecycle.ts), so spans, counters, gauges and logs
+ * built from them agree with what clients saw. Per job: jobQueued and
+ * jobStarted for each attempt, jobRetrying between attempts, jobEnded once.
+ * The core calls these synchronously on the submit path: implementations must
+ * be cheap. One that throws is reported through DispatcherOptions.onError and
+ * never strands a job.
  */
 export interface DispatchObserver {
-  /** A job was accepted by a worker (queued, or about to start at once). */
-  jobAdmitted?(job: JobView): void;
-  /** A job left the queue and its handler is about to run. */
+  /** An attempt joined a worker's queue (the first at admission, later ones after a backoff). */
+  jobQueued?(job: JobView): void;
+  /** An attempt left the queue and its handler is about to run. */
   jobStarted?(job: JobView): void;
   /**
    * Runs the handler call; lets telemetry make the run span the active
@@ -44,15 +61,23 @@ export interface DispatchObserver {
   /** Writes trace propagation headers of the job's run into `carrier` (HandlerContext.traceHeaders). */
   injectHeaders?(job: JobView, carrier: Record<string, string>): void;
   /**
-   * A job's run failed with a retryable error and it will run again after
-   * `delayMs`; `job.attempt` is already the next attempt's number. jobStarted
-   * follows for the retry; jobEnded comes once, for the job's final outcome.
+   * The running attempt failed with `error` and the job runs again after
+   * `delayMs`. `job.workerId` and `job.attempt` are still the failed
+   * attempt's; jobQueued follows when the backoff is over.
    */
   jobRetrying?(job: JobView, error: DispatchError, delayMs: number): void;
-  /** A job settled (once). `error` is set unless the outcome is "ok". */
-  jobEnded?(job: JobView, outcome: JobOutcome, error: DispatchError | undefined): void;
+  /**
+   * A job settled (once). `from` is the state it left: "queued" or "running"
+   * end an attempt on `job.workerId`; "backoff" means no attempt was live.
+   * `error` is set unless the outcome is "ok".
+   */
+  jobEnded?(job: JobView, outcome: JobOutcome, error: DispatchError | undefined, from: JobState): void;
   /** A submit was refused before any worker accepted it. */
   jobRejected?(backend: string, workerId: string | undefined, error: DispatchError): void;
+  /** A worker left selection (ejected) or came back; `untilMs` is the clock time an ejection ends. */
+  workerStateChanged?(worker: WorkerView, reason: string, untilMs: number | undefined): void;
+  /** A failed attempt was not retried though the backend retries: why (e.g. "retry budget exhausted"). */
+  retryDenied?(job: JobView, error: DispatchError, reason: string): void;
 }
 
 export const noopObserver: DispatchObserver = {};

@@ -81,11 +81,13 @@ export interface RetryOptions {
 }
 
 /**
- * Outlier ejection: a worker whose handler fails `consecutiveFailures` times
+ * Outlier ejection: a worker whose attempts fail `consecutiveFailures` times
  * in a row with an upstream fault (UNAVAILABLE, INTERNAL, UNKNOWN,
- * DEADLINE_EXCEEDED, or any retryable error) leaves selection for
- * baseEjectionMs × (ejections in a row), capped at maxEjectionMs, then serves
- * again. The last serving worker of a backend is never ejected.
+ * DEADLINE_EXCEEDED, any retryable error, or the backend's timeout) leaves
+ * selection for baseEjectionMs × (ejections in a row), capped at
+ * maxEjectionMs, then serves again. Client cancels and client deadlines say
+ * nothing of the upstream and never count. The last serving worker of a
+ * backend is never ejected.
  */
 export interface OutlierOptions {
   /** Failures in a row that eject a worker. Default 5. 0 disables ejection. */
@@ -94,6 +96,13 @@ export interface OutlierOptions {
   baseEjectionMs?: number;
   /** Longest ejection, in ms. Default 300000 (Envoy's max_ejection_time). */
   maxEjectionMs?: number;
+  /**
+   * Most workers of a backend ejected at once, as a percentage; at least one
+   * may go, never the last serving. Default 10 (Envoy's max_ejection_percent):
+   * a fault shared by every upstream (a bad deploy, an expired key) must not
+   * empty the backend.
+   */
+  maxEjectionPercent?: number;
 }
 
 export interface AffinityOptions {
@@ -126,6 +135,11 @@ export interface DispatcherOptions {
   random?: () => number;
   /** How long close() lets queued and running jobs finish before aborting them, in ms. Default 30000. */
   shutdownGraceMs?: number;
+  /**
+   * Told of an observer that threw (the job goes on regardless). Default:
+   * a process warning. The service logs it.
+   */
+  onError?: (error: unknown, where: string) => void;
 }
 
 export interface ValidBackendOptions {
@@ -241,7 +255,11 @@ function validateOutlier(r: OutlierOptions | undefined, at: string): Required<Ou
     consecutiveFailures: nonNegativeInt(r?.consecutiveFailures ?? 5, `${at}.consecutiveFailures`),
     baseEjectionMs: nonNegativeNumber(r?.baseEjectionMs ?? 30_000, `${at}.baseEjectionMs`),
     maxEjectionMs: nonNegativeNumber(r?.maxEjectionMs ?? 300_000, `${at}.maxEjectionMs`),
+    maxEjectionPercent: nonNegativeNumber(r?.maxEjectionPercent ?? 10, `${at}.maxEjectionPercent`),
   };
+  if (v.maxEjectionPercent > 100) {
+    throw new TypeError(`${at}.maxEjectionPercent: expected a percentage 0-100, got ${v.maxEjectionPercent}`);
+  }
   if (v.maxEjectionMs < v.baseEjectionMs) {
     throw new TypeError(`${at}.maxEjectionMs: expected ≥ baseEjectionMs (${v.baseEjectionMs}), got ${v.maxEjectionMs}`);
   }

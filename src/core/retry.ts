@@ -1,7 +1,5 @@
 import type { DispatchError } from "./errors.js";
-import type { Job } from "./job.js";
 import type { RetryOptions } from "./options.js";
-import { canAdmit, type Worker } from "./worker.js";
 
 export type RetryPolicy = Required<RetryOptions>;
 
@@ -30,29 +28,4 @@ export function retryDelay(p: RetryPolicy, failed: number, err: DispatchError, r
  */
 export function withinBudget(p: RetryPolicy, retrying: number, active: number): boolean {
   return retrying < Math.max(p.minRetryConcurrency, (active * p.budgetPercent) / 100);
-}
-
-/**
- * A session that came with a live pin stays on its worker (which holds its
- * state, e.g. a prompt cache) while that worker can admit; any other job
- * prefers a worker other than the one that just failed it.
- */
-export function placeRetry(job: Job, now: number, random: () => number): Worker<Job> | undefined {
-  const entry = job.entry;
-  const session = job.sessionId !== "" ? entry.affinity : undefined;
-  const pin = session?.lookup(job.sessionId, now);
-  let w: Worker<Job> | undefined;
-  if (pin !== undefined && job.affinity === "hit" && canAdmit(pin.worker)) {
-    w = pin.worker;
-  } else {
-    if (entry.workers.length > 1) {
-      const others = entry.workers.filter((o) => o !== job.worker);
-      w = others[entry.policy.pick(others, random)];
-    }
-    w ??= entry.workers[entry.policy.pick(entry.workers, random)];
-    if (w === undefined) return undefined;
-    if (job.affinity === "hit" && w !== pin?.worker) job.affinity = "spill";
-  }
-  session?.pin(job.sessionId, w, now, pin);
-  return w;
 }

@@ -1,6 +1,6 @@
 import type { Attributes, Histogram, Meter, ObservableResult } from "@opentelemetry/api";
 import { ATTR_ERROR_TYPE } from "@opentelemetry/semantic-conventions";
-import type { AffinityOutcome, DispatchError, JobOutcome, JobView } from "../core/index.js";
+import type { AffinityOutcome, DispatchError, JobOutcome, JobState, JobView } from "../core/index.js";
 import * as n from "./names.js";
 
 /** A monotonic count with the attributes it is reported under. */
@@ -32,10 +32,12 @@ export class WorkerStats {
   queued = 0;
   inflight = 0;
   readonly completed: Count;
+  readonly retries: Count;
   readonly runAttributes = new Map<JobOutcome, Attributes>();
 
   constructor(readonly attributes: Attributes) {
     this.completed = { attributes, value: 0 };
+    this.retries = { attributes, value: 0 };
   }
 
   runAttributesFor(outcome: JobOutcome): Attributes {
@@ -91,7 +93,12 @@ export class JobMetrics {
         for (const w of this.workers.values()) r.observe(w.completed.value, w.attributes);
       });
     meter
-      .createObservableCounter(n.METRIC_ERRORS, { unit: "{job}", description: "Jobs whose handler failed or timed out, by error.type" })
+      .createObservableCounter(n.METRIC_RETRIES, { unit: "{attempt}", description: "Failed attempts that were retried" })
+      .addCallback((r) => {
+        for (const w of this.workers.values()) r.observe(w.retries.value, w.attributes);
+      });
+    meter
+      .createObservableCounter(n.METRIC_ERRORS, { unit: "{job}", description: "Attempts whose handler failed or timed out (retried ones included), by error.type" })
       .addCallback(this.errors.observe);
     meter
       .createObservableCounter(n.METRIC_CANCELLED, {
@@ -116,7 +123,8 @@ export class JobMetrics {
     return w;
   }
 
-  admitted(job: JobView, w: WorkerStats): void {
+  /** An attempt joined `w`'s queue. */
+  queued(job: JobView, w: WorkerStats): void {
     w.queued++;
     const a: AffinityOutcome = job.affinity;
     this.affinity.add(`${job.workerId}\0${a}`, () => ({ ...w.attributes, [n.ATTR_AFFINITY]: a }));
@@ -125,16 +133,31 @@ export class JobMetrics {
   started(job: JobView, w: WorkerStats): void {
     w.queued--;
     w.inflight++;
-    this.queueWait.record((job.startedAt - job.admittedAt) / 1000, w.attributes);
+    // This attempt's wait: a retry's queue wait starts when it was queued again, not at admission.
+    this.queueWait.record((job.startedAt - job.queuedAt) / 1000, w.attributes);
   }
 
-  ended(job: JobView, w: WorkerStats, wasRunning: boolean, outcome: JobOutcome, error: DispatchError | undefined): void {
-    if (wasRunning) {
+  /**
+   * An attempt on `w` ended, from the state it was in ("backoff": the job
+   * ended while waiting to retry, with no attempt live: nothing to charge).
+   */
+  attemptEnded(
+    job: JobView,
+    w: WorkerStats,
+    from: JobState,
+    outcome: JobOutcome,
+    error: DispatchError | undefined,
+    retrying: boolean,
+  ): void {
+    if (from === "running") {
       w.inflight--;
       this.run.record((job.endedAt - job.startedAt) / 1000, w.runAttributesFor(outcome));
-    } else {
+    } else if (from === "queued") {
       w.queued--;
+    } else {
+      return;
     }
+    if (retrying) w.retries.value++;
     if (outcome === "ok") {
       w.completed.value++;
     } else if (outcome === "error" || outcome === "timeout") {

@@ -13,8 +13,8 @@ class JobRecord {
   run: Span | undefined = undefined;
   /** `parent` with `run` as the active span: the handler's context. */
   runContext: Context | undefined = undefined;
-  running = false;
-  constructor(readonly stats: WorkerStats | undefined) {}
+  /** The current attempt's worker: every count is charged to the worker the attempt was on. */
+  stats: WorkerStats | undefined = undefined;
 }
 
 /**
@@ -46,51 +46,58 @@ function markFailed(span: Span, error: DispatchError): void {
 export function createJobObserver(tracer: Tracer | undefined, metrics: JobMetrics | undefined): DispatchObserver {
   if (tracer === undefined && metrics === undefined) return {};
 
+  const attributes = (job: JobView) => ({
+    [n.ATTR_BACKEND]: job.backend,
+    [n.ATTR_WORKER_ID]: job.workerId,
+    [n.ATTR_AFFINITY]: job.affinity,
+    [n.ATTR_ATTEMPT]: job.attempt,
+  });
+
   const observer: DispatchObserver = {
-    jobAdmitted(job) {
-      const rec = new JobRecord(metrics?.stats(job));
-      job.tag = rec;
-      if (tracer !== undefined) {
-        rec.parent = context.active();
-        rec.wait = tracer.startSpan(
-          n.SPAN_QUEUE_WAIT,
-          {
-            startTime: spanTime(),
-            attributes: { [n.ATTR_BACKEND]: job.backend, [n.ATTR_WORKER_ID]: job.workerId, [n.ATTR_AFFINITY]: job.affinity },
-          },
-          rec.parent,
-        );
+    jobQueued(job) {
+      let rec = job.tag as JobRecord | undefined;
+      if (rec === undefined) {
+        rec = new JobRecord();
+        job.tag = rec;
+        // The submitter's context; a retry is queued from a timer, so it keeps the first attempt's.
+        if (tracer !== undefined) rec.parent = context.active();
       }
-      if (rec.stats !== undefined) metrics!.admitted(job, rec.stats);
+      if (tracer !== undefined) {
+        rec.wait = tracer.startSpan(n.SPAN_QUEUE_WAIT, { startTime: spanTime(), attributes: attributes(job) }, rec.parent);
+      }
+      if (metrics !== undefined) {
+        rec.stats = metrics.stats(job);
+        metrics.queued(job, rec.stats);
+      }
     },
 
     jobStarted(job) {
       const rec = job.tag as JobRecord;
-      rec.running = true;
       if (tracer !== undefined) {
         const now = spanTime();
+        rec.wait?.setAttribute(n.ATTR_OUTCOME, "started");
         rec.wait?.end(now);
         rec.wait = undefined;
-        rec.run?.end(now); // a previous attempt's run, should the core start a job again
-        rec.run = tracer.startSpan(
-          n.SPAN_JOB_RUN,
-          {
-            startTime: now,
-            attributes: {
-              [n.ATTR_BACKEND]: job.backend,
-              [n.ATTR_WORKER_ID]: job.workerId,
-              [n.ATTR_AFFINITY]: job.affinity,
-              [n.ATTR_ATTEMPT]: job.attempt,
-            },
-          },
-          rec.parent,
-        );
+        rec.run = tracer.startSpan(n.SPAN_JOB_RUN, { startTime: now, attributes: attributes(job) }, rec.parent);
         rec.runContext = trace.setSpan(rec.parent!, rec.run);
       }
       if (rec.stats !== undefined) metrics!.started(job, rec.stats);
     },
 
-    jobEnded(job, outcome, error) {
+    jobRetrying(job, error, delayMs) {
+      const rec = job.tag as JobRecord;
+      if (rec.run !== undefined) {
+        // The failed attempt's span ends when it failed: the backoff is no part of its run.
+        rec.run.setAttribute(n.ATTR_OUTCOME, "error");
+        rec.run.setAttribute(n.ATTR_RETRY_DELAY, delayMs / 1000);
+        markFailed(rec.run, error);
+        rec.run.end(spanTime());
+        rec.run = rec.runContext = undefined;
+      }
+      if (rec.stats !== undefined) metrics!.attemptEnded(job, rec.stats, "running", "error", error, true);
+    },
+
+    jobEnded(job, outcome, error, from) {
       const rec = job.tag as JobRecord;
       const span = rec.run ?? rec.wait;
       if (span !== undefined) {
@@ -100,9 +107,9 @@ export function createJobObserver(tracer: Tracer | undefined, metrics: JobMetric
           else span.setAttribute(ATTR_ERROR_TYPE, error.code);
         }
         span.end(spanTime());
-        rec.wait = rec.run = undefined;
+        rec.wait = rec.run = rec.runContext = undefined;
       }
-      if (rec.stats !== undefined) metrics!.ended(job, rec.stats, rec.running, outcome, error);
+      if (rec.stats !== undefined) metrics!.attemptEnded(job, rec.stats, from, outcome, error, false);
     },
 
     jobRejected(backend, workerId, error) {

@@ -22,6 +22,8 @@ export const ATTR_WORKER_ID = "dispatcher.worker.id";
 /** hit / miss / spill / none (core/observer.ts AffinityOutcome). */
 export const ATTR_AFFINITY = "dispatcher.affinity";
 export const ATTR_ATTEMPT = "dispatcher.attempt";
+/** On a failed attempt's run span: the backoff before the next attempt, in seconds. */
+export const ATTR_RETRY_DELAY = "dispatcher.retry.delay";
 /** ok / error / timeout / cancelled / deadline_exceeded / shutdown, or rejected. */
 export const ATTR_OUTCOME = "dispatcher.outcome";
 
@@ -33,6 +35,7 @@ export const METRIC_COMPLETED = "dispatcher.jobs.completed";
 export const METRIC_ERRORS = "dispatcher.jobs.errors";
 export const METRIC_REJECTED = "dispatcher.jobs.rejected";
 export const METRIC_CANCELLED = "dispatcher.jobs.cancelled";
+export const METRIC_RETRIES = "dispatcher.jobs.retries";
 export const METRIC_AFFINITY = "dispatcher.affinity.outcomes";
 
 /**

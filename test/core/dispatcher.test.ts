@@ -440,12 +440,12 @@ describe("close()", () => {
 });
 
 describe("observer", () => {
-  it("sees admitted, started and ended in order, once each", async () => {
+  it("sees queued, started and ended in order, once each", async () => {
     const events: string[] = [];
     const g = gate();
     const d: Dispatcher = createDispatcher({
       observer: {
-        jobAdmitted: (j) => events.push(`admitted ${j.workerId} ${j.affinity}`),
+        jobQueued: (j) => events.push(`queued ${j.workerId} ${j.affinity}`),
         jobStarted: (j) => events.push(`started ${j.workerId}`),
         jobEnded: (j, outcome) => events.push(`ended ${j.workerId} ${outcome}`),
         jobRejected: (b, _w, e) => events.push(`rejected ${b} ${e.code}`),
@@ -456,7 +456,7 @@ describe("observer", () => {
     await d.submit({ backend: "o" }).catch(() => undefined);
     g.calls[0]!.resolve();
     await p;
-    expect(events).toEqual(["admitted o/0 miss", "started o/0", "rejected o resource_exhausted", "ended o/0 ok"]);
+    expect(events).toEqual(["queued o/0 miss", "started o/0", "rejected o resource_exhausted", "ended o/0 ok"]);
   });
 });
 

@@ -55,8 +55,8 @@ beforeAll(async () => {
   const inner = telemetry.observer;
   const observer: DispatchObserver = {
     ...inner,
-    jobAdmitted(job: JobView) {
-      inner.jobAdmitted!(job);
+    jobQueued(job: JobView) {
+      inner.jobQueued!(job);
       lastAdmittedAt = performance.now();
       admitted.bump();
     },

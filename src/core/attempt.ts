@@ -1,0 +1,165 @@
+import { DispatchError } from "./errors.js";
+import type { HandlerResult } from "./handler.js";
+import type { Job } from "./job.js";
+import { callHandler, JobRun } from "./job-run.js";
+import { deadlineError, isResult, type Lifecycle } from "./lifecycle.js";
+import { retryDelay, withinBudget } from "./retry.js";
+import { selectWorker } from "./select.js";
+
+/**
+ * Runs attempts: calls a started job's handler, turns what it returns or
+ * throws into the job's next transition (settled, or backoff and a retry on
+ * a worker chosen by the same selection as admission).
+ */
+export class Attempts {
+  /** Runs whose handler returned or threw synchronously, settled together in one microtask. */
+  private readonly returned: (JobRun | undefined)[] = [];
+  private readonly settleReturned = () => this.drainReturned();
+
+  constructor(private readonly life: Lifecycle) {
+    life.startAttempt = (job, now) => this.start(job, now);
+    life.backoffOver = (job) => this.retryNow(job);
+  }
+
+  private start(job: Job, now: number): void {
+    const life = this.life;
+    life.transition(job, "running", now);
+    const run = new JobRun(job, job.worker, now);
+    job.run = run;
+    let out: Promise<HandlerResult> | HandlerResult;
+    try {
+      out = job.context !== undefined ? job.context.runInAsyncScope(callHandler, undefined, run) : callHandler(run);
+    } catch (e) {
+      this.returnedLater(run, e, true);
+      return;
+    }
+    if (typeof (out as { then?: unknown } | null)?.then === "function") {
+      Promise.resolve(out).then(
+        (r) => this.succeeded(run, r),
+        (e: unknown) => this.failed(run, e),
+      );
+    } else {
+      this.returnedLater(run, out, false);
+    }
+  }
+
+  /**
+   * Settles a run whose handler returned (or threw) synchronously in a
+   * microtask, as if it had returned a promise, so that a synchronous
+   * handler cannot re-enter pump(); one microtask serves every such run of
+   * the turn instead of a promise and two closures each.
+   */
+  private returnedLater(run: JobRun, outcome: unknown, threw: boolean): void {
+    run.outcome = outcome;
+    run.threw = threw;
+    if (this.returned.push(run) === 1) queueMicrotask(this.settleReturned);
+  }
+
+  private drainReturned(): void {
+    const runs = this.returned;
+    // Runs settled here may start others that return at once: they join this loop.
+    for (let i = 0; i < runs.length; i++) {
+      const run = runs[i]!;
+      runs[i] = undefined;
+      const outcome = run.outcome;
+      run.outcome = undefined;
+      try {
+        if (run.threw) this.failed(run, outcome);
+        else this.succeeded(run, outcome as HandlerResult);
+      } catch (e) {
+        // Not expected (observers are guarded): report it without stranding the other runs.
+        this.life.report(e, "settling a run");
+      }
+    }
+    runs.length = 0;
+  }
+
+  private succeeded(run: JobRun, r: HandlerResult | null | undefined): void {
+    const job = run.job;
+    if (job.run !== run) return; // settled or retried meanwhile: this run's answer is no longer wanted
+    if (r === undefined || r === null) r = { json: null };
+    if (!isResult(r)) {
+      this.failed(run, new DispatchError("internal", `backend "${job.backend}" handler returned no payload (expected { json } or { binary })`));
+      return;
+    }
+    job.result = r;
+    this.life.settle(job, "ok", undefined);
+  }
+
+  private failed(run: JobRun, e: unknown): void {
+    const job = run.job;
+    if (job.run !== run) return;
+    const life = this.life;
+    const now = life.clock.now();
+    // However the handler put it, once the client's deadline has passed (its timer may be late) or the
+    // client has gone, that is what ended the call: it says nothing of the upstream and feeds no ejection.
+    if (now >= job.deadline) {
+      life.settle(job, "deadline_exceeded", deadlineError(job, "while running"));
+      return;
+    }
+    if (job.clientSignal?.aborted === true) {
+      life.clientCancelled(job);
+      return;
+    }
+    const err = DispatchError.from(e);
+    const delay = this.retryDelay(job, err, now);
+    if (delay < 0) {
+      life.settle(job, "error", err);
+      return;
+    }
+    job.run = undefined;
+    life.transition(job, "backoff", now, { error: err, delayMs: delay });
+    life.pump(job.worker, now);
+  }
+
+  /** Wait before the job's next attempt, or -1 when it must not run again. */
+  private retryDelay(job: Job, err: DispatchError, now: number): number {
+    const p = job.entry.retry;
+    if (p === undefined || this.life.closing) return -1;
+    const delay = retryDelay(p, job.attempt, err, this.life.random);
+    if (delay < 0) return -1;
+    // A retry that cannot finish before the deadline would only turn the real error into DEADLINE_EXCEEDED.
+    if (now + delay >= job.deadline) return -1;
+    // A job's first retry takes a share of the budget; its later ones already hold it.
+    if (job.retries === 0 && !withinBudget(p, job.entry.retrying, job.entry.active)) {
+      const o = this.life.observer;
+      if (o.retryDenied !== undefined) {
+        try {
+          o.retryDenied(job, err, `retry budget exhausted: ${job.entry.retrying} of ${job.entry.active} active jobs already retrying`);
+        } catch (e) {
+          this.life.report(e, "retryDenied");
+        }
+      }
+      return -1;
+    }
+    return delay;
+  }
+
+  /**
+   * The backoff of `job` is over: place it on a worker again. A session that
+   * came with a live pin stays on its worker (which holds its state, e.g. a
+   * prompt cache) while that worker can admit; any other job prefers a
+   * worker other than the one that just failed it.
+   */
+  private retryNow(job: Job): void {
+    const life = this.life;
+    if (job.state !== "backoff") return;
+    const now = life.clock.now();
+    const last = job.lastError!;
+    if (now >= job.deadline) {
+      life.settle(job, "deadline_exceeded", new DispatchError("deadline_exceeded", `the call's deadline passed while waiting to retry: ${last.message}`, { abortReason: "deadline" }));
+      return;
+    }
+    const sel = life.closing ? undefined : selectWorker(job.entry, job.sessionId, now, life.random, job.worker, job.affinity === "hit");
+    if (sel?.worker === undefined) {
+      // No worker can take it (queues full, or closing): the caller hears why the last attempt failed.
+      life.settle(job, "error", last);
+      return;
+    }
+    if (job.affinity === "hit" && sel.affinity !== "hit") job.affinity = "spill";
+    job.worker = sel.worker;
+    job.attempt++;
+    life.transition(job, "queued", now);
+    life.pump(sel.worker, now);
+  }
+}
