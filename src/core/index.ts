@@ -4,6 +4,7 @@ export type { Dispatcher, SubmitOptions, JobResult, WorkerSnapshot } from "./dis
 export { DispatchError } from "./errors.js";
 export type { AbortReason, ErrorCode, DispatchErrorOptions } from "./errors.js";
 export type { Handler, HandlerContext, HandlerResult, Payload } from "./handler.js";
+export { combineObservers } from "./observer.js";
 export type { AffinityOutcome, DispatchObserver, JobOutcome, JobState, JobView } from "./observer.js";
 export type { AffinityOptions, BackendOptions, DispatcherOptions, OutlierOptions, RetryOptions, WorkerOptions } from "./options.js";
 export { registerPolicy, policyNames } from "./policy.js";

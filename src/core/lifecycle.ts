@@ -250,6 +250,11 @@ export class Lifecycle implements JobOwner {
     for (let job = w.running.peek(); job !== undefined; job = w.running.peek()) {
       const timeoutMs = job.entry.timeoutMs;
       if (job.startedAt + timeoutMs - now > TIMER_SLACK_MS) break;
+      if (now >= job.deadline) {
+        // The client's deadline has passed too (its timer is late): that ends the call, and blames no upstream.
+        this.settle(job, "deadline_exceeded", deadlineError(job, "while running"));
+        continue;
+      }
       const err = new DispatchError("deadline_exceeded", `backend "${job.backend}" handler timed out after ${timeoutMs} ms on ${w.id}`, {
         abortReason: "timeout",
       });

@@ -81,3 +81,31 @@ export interface DispatchObserver {
 }
 
 export const noopObserver: DispatchObserver = {};
+
+/**
+ * One observer that calls each of `observers` in order (telemetry and logs
+ * side by side). Only the events some observer has are defined, so the core
+ * still skips the others. runHandler wraps the call in each one's, the first
+ * outermost.
+ */
+export function combineObservers(...observers: DispatchObserver[]): DispatchObserver {
+  const list = observers.filter((o) => Object.keys(o).length > 0 || Object.getPrototypeOf(o) !== Object.prototype);
+  if (list.length === 1) return list[0]!;
+  const out: DispatchObserver = {};
+  const events = [
+    "jobQueued", "jobStarted", "injectHeaders", "jobRetrying", "jobEnded", "jobRejected", "workerStateChanged", "retryDenied",
+  ] as const;
+  for (const name of events) {
+    const fns = list.map((o) => o[name]?.bind(o)).filter((f) => f !== undefined) as ((...a: unknown[]) => void)[];
+    if (fns.length === 0) continue;
+    (out as Record<string, unknown>)[name] = (...args: unknown[]) => {
+      for (const f of fns) f(...args);
+    };
+  }
+  const wrappers = list.map((o) => o.runHandler?.bind(o)).filter((f) => f !== undefined);
+  if (wrappers.length > 0) {
+    out.runHandler = <T>(job: JobView, call: () => T): T =>
+      wrappers.reduceRight<() => T>((inner, wrap) => () => wrap(job, inner), call)();
+  }
+  return out;
+}
