@@ -15,6 +15,14 @@ import type { Worker } from "./worker.js";
  */
 const TIMER_SLACK_MS = 2;
 
+/**
+ * A client cancel this close to the call's deadline is the deadline: a
+ * client resets its call when its own deadline passes, a little before the
+ * server's copy of it (which started later, on receipt), and the transport's
+ * deadline timer fires up to ~2 ms early (PLATFORM.md).
+ */
+const CANCEL_AT_DEADLINE_MS = 20;
+
 /** What a transition needs beyond the target state. */
 export interface Change {
   outcome?: JobOutcome;
@@ -125,6 +133,7 @@ export class Lifecycle implements JobOwner {
         this.chargeAttempt(job, w, "error", err);
         job.lastError = err;
         if (job.retries++ === 0) job.entry.retrying++;
+        job.endedAt = now;
         this.backingOff.push(job);
         job.timer = this.clock.setTimer(onBackoffOver, change.delayMs ?? 0, job);
         if (o.jobRetrying !== undefined) {
@@ -229,6 +238,11 @@ export class Lifecycle implements JobOwner {
   backoffOver!: (job: Job) => void;
 
   clientCancelled(job: Job): void {
+    if (job.deadline - this.clock.now() <= CANCEL_AT_DEADLINE_MS) {
+      // The client's own deadline (or the transport's timer for it) ended the call: it is a deadline, not a cancel.
+      this.settle(job, "deadline_exceeded", deadlineError(job, job.state === "queued" ? "while queued" : "while running"));
+      return;
+    }
     this.settle(job, "cancelled", new DispatchError("cancelled", "the client cancelled the call", { abortReason: "cancel" }));
   }
 

@@ -35,6 +35,7 @@ export interface JobView {
   readonly queuedAt: number;
   /** When the current (or last) attempt started running; 0 if none did. */
   readonly startedAt: number;
+  /** When the job settled; in jobRetrying, when the failed attempt ended. */
   readonly endedAt: number;
   tag: unknown;
 }
