@@ -5,8 +5,8 @@ import type { Worker } from "./worker.js";
 
 export type OutlierPolicy = Required<OutlierOptions>;
 
-/** Told when a worker is ejected (with the clock time it returns) or comes back (untilMs undefined). */
-export type EjectionListener = (w: Worker, reason: string, untilMs: number | undefined) => void;
+/** Told when a worker is ejected (with for how long, in ms) or comes back (forMs undefined). */
+export type EjectionListener = (w: Worker, reason: string, forMs: number | undefined) => void;
 
 /**
  * Whether an error says the worker's upstream is unwell, rather than the
@@ -63,7 +63,7 @@ export function noteFailure(
   // Linear growth, as Envoy: a worker that fails again at once after its return stays out longer.
   const ms = Math.min(p.maxEjectionMs, p.baseEjectionMs * w.ejectionStreak);
   w.returnTimer = clock.setTimer(() => bringBack(w, listener), ms, undefined);
-  listener(w, `${failures} upstream faults in a row, the last: ${err.code}: ${err.message}`, clock.now() + ms);
+  listener(w, `${failures} upstream faults in a row, the last: ${err.code}: ${err.message}`, ms);
 }
 
 /** A success ends both the run of failures and the run of ejections. */

@@ -62,10 +62,10 @@ export class Lifecycle implements JobOwner {
     readonly random: () => number,
     private readonly onError: (error: unknown, where: string) => void,
   ) {
-    this.onWorkerChange = (w, reason, untilMs) => {
+    this.onWorkerChange = (w, reason, forMs) => {
       if (this.observer.workerStateChanged === undefined) return;
       try {
-        this.observer.workerStateChanged(w, reason, untilMs);
+        this.observer.workerStateChanged(w, reason, forMs);
       } catch (e) {
         this.report(e, "workerStateChanged");
       }

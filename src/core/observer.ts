@@ -75,8 +75,8 @@ export interface DispatchObserver {
   jobEnded?(job: JobView, outcome: JobOutcome, error: DispatchError | undefined, from: JobState): void;
   /** A submit was refused before any worker accepted it. */
   jobRejected?(backend: string, workerId: string | undefined, error: DispatchError): void;
-  /** A worker left selection (ejected) or came back; `untilMs` is the clock time an ejection ends. */
-  workerStateChanged?(worker: WorkerView, reason: string, untilMs: number | undefined): void;
+  /** A worker left selection (ejected, for `forMs`) or came back (`forMs` undefined). */
+  workerStateChanged?(worker: WorkerView, reason: string, forMs: number | undefined): void;
   /** A failed attempt was not retried though the backend retries: why (e.g. "retry budget exhausted"). */
   retryDenied?(job: JobView, error: DispatchError, reason: string): void;
 }

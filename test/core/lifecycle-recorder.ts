@@ -139,8 +139,8 @@ export class LifecycleRecorder implements DispatchObserver {
     this.rejected++;
   }
 
-  workerStateChanged(w: WorkerView, _reason: string, untilMs: number | undefined): void {
-    if (untilMs === undefined) return;
+  workerStateChanged(w: WorkerView, _reason: string, forMs: number | undefined): void {
+    if (forMs === undefined) return;
     this.ejections++;
     // The ejecting fault is charged before its event reaches observers: one more than the streak seen.
     if ((this.streak.get(w.id) ?? 0) + 1 < this.ejectAfter) {
