@@ -1,20 +1,24 @@
 /**
  * Session → worker pins with a sliding TTL and a cap.
  *
- * A Map finds a session's pin; an intrusive doubly linked list through the
- * pins orders them by `listedUntil`, the expiry they had when last placed in
- * the list. A hit only moves `expiresAt` forward: it touches no other pin, so
- * a hit at a million sessions costs one Map lookup and one object write. The
- * list is put right lazily, when its head is reached: a head whose expiry has
- * passed is dropped; a head that was refreshed since it was listed goes to
- * the tail with its new expiry (a second chance, as in the CLOCK algorithm).
- * Every pin of a table has the same TTL, so the head is always the first to
- * have expired or been refreshed. Sweeps run only when the head's listed expiry
- * has passed and do a bounded amount of work per call; past the cap the first
- * head not used since it was listed is evicted (least recently used,
- * approximately). Each pin is relisted at most once per TTL, so the cost is
- * amortised O(1) per submit at any number of sessions (the original crate
- * swept the whole map on every submit).
+ * A Map finds a session's pin. A hit only moves the pin's `expiresAt`
+ * forward: it touches no other pin, so a hit at a million sessions costs one
+ * Map lookup and one object write. Expiry is found from `listedUntil`, the
+ * expiry a pin had when it was last filed, in two places ordered by it:
+ * - a list of new pins, in creation order: every pin of a table has the same
+ *   TTL and the clock only moves forward, so creation order is listedUntil order;
+ * - a binary min-heap of pins refiled after they were refreshed: their
+ *   listedUntil (last touch + TTL) can be earlier than that of pins created
+ *   since, so appending them to the list would hide an expired pin behind a
+ *   live one (and keep it counted in `sessions`).
+ * A sweep takes the earlier of the two heads while it is due: a pin that has
+ * expired is dropped; one refreshed since it was filed is refiled in the heap
+ * with its new expiry (a second chance, as in the CLOCK algorithm). Each pin
+ * is refiled at most once per TTL, so the cost is amortised O(1) per submit
+ * (O(log n) per refile) at any number of sessions; sweeps do a bounded amount
+ * of work per call. Past the cap the first filed pin not used since it was
+ * filed is evicted (least recently used, approximately). The original crate
+ * swept the whole map on every submit.
  *
  * The list is ours rather than the Map's own insertion order: V8 leaves
  * deleted Map entries as holes that iteration from the front must skip until
@@ -29,25 +33,28 @@ export interface Pinnable {
 export interface Pin<W extends Pinnable> {
   worker: W;
   expiresAt: number;
-  /** `expiresAt` when the pin was last placed in the list; the list is sorted by it. */
+  /** `expiresAt` when the pin was last filed; the list and the heap are ordered by it. */
   listedUntil: number;
-  /** Used since it was last placed in the list: eviction passes it over once. */
+  /** Used since it was last filed: eviction passes it over once. */
   touched: boolean;
-  /** The session this pin belongs to, to delete it from the Map when it leaves the list. */
+  /** The session this pin belongs to, to delete it from the Map when it leaves. */
   readonly session: string;
   prev: Pin<W> | null;
   next: Pin<W> | null;
+  /** Position in the heap of refiled pins; -1 while in the list of new pins. */
+  heapIndex: number;
 }
 
-/** Most list steps one sweep takes, so that a mass expiry never stalls one request. */
+/** Most steps one sweep takes, so that a mass expiry never stalls one request. */
 const SWEEP_BATCH = 64;
 
 export class AffinityTable<W extends Pinnable> {
   private readonly pins = new Map<string, Pin<W>>();
-  /** Smallest listedUntil. */
+  /** New pins: smallest listedUntil first. */
   private head: Pin<W> | null = null;
-  /** Largest listedUntil. */
   private tail: Pin<W> | null = null;
+  /** Refiled pins: a min-heap on listedUntil. */
+  private readonly heap: Pin<W>[] = [];
 
   constructor(
     readonly ttlMs: number,
@@ -60,7 +67,8 @@ export class AffinityTable<W extends Pinnable> {
 
   /** The live pin of `session`, or undefined. An expired pin is dropped here. */
   lookup(session: string, now: number): Pin<W> | undefined {
-    if (this.head !== null && this.head.listedUntil <= now) this.sweep(now, SWEEP_BATCH);
+    const first = this.first();
+    if (first !== null && first.listedUntil <= now) this.sweep(now, SWEEP_BATCH);
     const pin = this.pins.get(session);
     if (pin === undefined) return undefined;
     if (pin.expiresAt <= now) {
@@ -85,53 +93,73 @@ export class AffinityTable<W extends Pinnable> {
     }
     if (this.pins.size >= this.maxPins) this.evictOne();
     worker.sessions++;
-    const pin: Pin<W> = { worker, expiresAt, listedUntil: expiresAt, touched: false, session, prev: null, next: null };
+    const pin: Pin<W> = { worker, expiresAt, listedUntil: expiresAt, touched: false, session, prev: null, next: null, heapIndex: -1 };
     this.pins.set(session, pin);
     this.append(pin);
   }
 
   /**
-   * Drops expired pins and relists refreshed ones from the head, taking at
+   * Drops expired pins and refiles refreshed ones, earliest first, taking at
    * most `limit` steps; returns how many pins it dropped.
    */
   sweep(now: number, limit = Infinity): number {
     let removed = 0;
-    for (let steps = 0; steps < limit && this.head !== null && this.head.listedUntil <= now; steps++) {
-      const head = this.head;
-      if (head.expiresAt <= now) {
-        this.remove(head);
+    for (let steps = 0; steps < limit; steps++) {
+      const first = this.first();
+      if (first === null || first.listedUntil > now) break;
+      if (first.expiresAt <= now) {
+        this.remove(first);
         removed++;
       } else {
-        this.relist(head);
+        this.refile(first);
       }
     }
     return removed;
   }
 
   clear(): void {
-    for (let p = this.head; p !== null; p = p.next) p.worker.sessions--;
+    for (const p of this.pins.values()) p.worker.sessions--;
     this.pins.clear();
     this.head = null;
     this.tail = null;
+    this.heap.length = 0;
   }
 
-  /** Evicts the head, giving refreshed heads a second chance at the tail first. */
+  /** The filed pin with the smallest listedUntil. */
+  private first(): Pin<W> | null {
+    const top = this.heap[0];
+    if (top === undefined) return this.head;
+    return this.head === null || top.listedUntil < this.head.listedUntil ? top : this.head;
+  }
+
+  /** Evicts the earliest filed pin, giving refreshed ones a second chance first. */
   private evictOne(): void {
-    while (this.head !== null && this.head.touched) this.relist(this.head);
-    if (this.head !== null) this.remove(this.head);
+    for (let p = this.first(); p !== null; p = this.first()) {
+      if (!p.touched) {
+        this.remove(p);
+        return;
+      }
+      this.refile(p);
+    }
   }
 
-  private relist(pin: Pin<W>): void {
-    this.unlink(pin);
+  /** Files a refreshed pin again, under its new expiry. */
+  private refile(pin: Pin<W>): void {
+    this.unfile(pin);
     pin.listedUntil = pin.expiresAt;
     pin.touched = false;
-    this.append(pin);
+    this.heapPush(pin);
   }
 
   private remove(pin: Pin<W>): void {
-    this.unlink(pin);
+    this.unfile(pin);
     this.pins.delete(pin.session);
     pin.worker.sessions--;
+  }
+
+  private unfile(pin: Pin<W>): void {
+    if (pin.heapIndex >= 0) this.heapRemove(pin);
+    else this.unlink(pin);
   }
 
   private append(pin: Pin<W>): void {
@@ -149,6 +177,57 @@ export class AffinityTable<W extends Pinnable> {
     else pin.next.prev = pin.prev;
     pin.prev = null;
     pin.next = null;
+  }
+
+  private heapPush(pin: Pin<W>): void {
+    pin.heapIndex = this.heap.length;
+    this.heap.push(pin);
+    this.siftUp(pin.heapIndex);
+  }
+
+  private heapRemove(pin: Pin<W>): void {
+    const h = this.heap;
+    const i = pin.heapIndex;
+    const last = h.pop()!;
+    pin.heapIndex = -1;
+    if (last === pin) return;
+    h[i] = last;
+    last.heapIndex = i;
+    this.siftDown(i);
+    this.siftUp(last.heapIndex);
+  }
+
+  private siftUp(i: number): void {
+    const h = this.heap;
+    const p = h[i]!;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      const q = h[parent]!;
+      if (q.listedUntil <= p.listedUntil) break;
+      h[i] = q;
+      q.heapIndex = i;
+      i = parent;
+    }
+    h[i] = p;
+    p.heapIndex = i;
+  }
+
+  private siftDown(i: number): void {
+    const h = this.heap;
+    const n = h.length;
+    const p = h[i]!;
+    for (;;) {
+      let c = 2 * i + 1;
+      if (c >= n) break;
+      if (c + 1 < n && h[c + 1]!.listedUntil < h[c]!.listedUntil) c++;
+      const q = h[c]!;
+      if (q.listedUntil >= p.listedUntil) break;
+      h[i] = q;
+      q.heapIndex = i;
+      i = c;
+    }
+    h[i] = p;
+    p.heapIndex = i;
   }
 }
 

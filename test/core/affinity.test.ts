@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { AffinityTable } from "../../src/core/affinity.js";
+import { seededRandom } from "../helpers/manual-clock.js";
 
 function worker() {
   return { sessions: 0 };
@@ -56,4 +57,42 @@ describe("AffinityTable", () => {
     t.clear();
     expect(b.sessions).toBe(0);
   });
+
+  it("drops a refreshed pin at its own expiry, even behind pins created after it", () => {
+    const w = worker();
+    const t = new AffinityTable<typeof w>(100, 10);
+    t.pin("a", w, 0);
+    t.pin("a", w, 5, t.lookup("a", 5)); // expires at 105
+    t.pin("b", w, 8); // expires at 108
+    t.sweep(101); // "a" is refiled, under 105
+    expect(t.sweep(106)).toBe(1); // "a" goes at 105 though "b" (108) was filed before it was refiled
+    expect(t.size).toBe(1);
+    expect(w.sessions).toBe(1);
+  });
+
+  it("after a sweep, holds exactly the live pins (seeded random use against a model)", () => {
+    const random = seededRandom(7);
+    const workers = [worker(), worker(), worker()];
+    const ttl = 50;
+    const t = new AffinityTable<(typeof workers)[number]>(ttl, 1_000_000);
+    const model = new Map<string, number>(); // session → expiresAt
+    let now = 0;
+    for (let step = 0; step < 20_000; step++) {
+      now += random() * 3;
+      const s = `s${Math.floor(random() * 200)}`;
+      const w = workers[Math.floor(random() * 3)]!;
+      const pin = t.lookup(s, now);
+      const live = (model.get(s) ?? -1) > now;
+      expect(pin !== undefined).toBe(live);
+      t.pin(s, pin?.worker ?? w, now, pin);
+      model.set(s, now + ttl);
+      if (step % 97 === 0) {
+        t.sweep(now);
+        const alive = [...model.values()].filter((e) => e > now).length;
+        expect(t.size).toBe(alive);
+        expect(workers.reduce((n, x) => n + x.sessions, 0)).toBe(alive);
+      }
+    }
+  });
 });
+
