@@ -25,7 +25,14 @@ export interface SubmitOptions {
   signal?: AbortSignal;
   /** The caller's deadline, relative, in ms. */
   timeoutMs?: number;
+  /** Tier, 0 = most urgent; undefined for the backend's default. Above the backend's last tier: held to the last. */
+  priority?: number;
+  /** Whose call this is, for fairness between tenants; "" or undefined for none. */
+  tenant?: string;
 }
+
+/** Longest tenant name: tenants come from clients, and each queued tenant holds its name. */
+export const MAX_TENANT_LENGTH = 128;
 
 export interface JobResult {
   payload: HandlerResult;
@@ -81,9 +88,15 @@ class DispatcherImpl implements Dispatcher {
     if (this.closing) throw new DispatchError("unavailable", "the dispatcher is closing");
     const o = validateBackendOptions(options);
     if (this.entries.has(o.name)) throw new TypeError(`backend "${o.name}" is already registered`);
+    const sched = o.scheduling;
+    const fair = {
+      levels: sched.priorityLevels,
+      agingMs: sched.agingMs,
+      weightOf: (tenant: string) => sched.tenantWeights.get(tenant) ?? sched.defaultTenantWeight,
+    };
     const workers = o.workers.map(
       (w, i) =>
-        new Worker<Job>(`${o.name}/${w.name ?? i}`, o.name, i, w.maxConcurrency, w.queueCapacity, w.weight, w.endpoint),
+        new Worker<Job>(`${o.name}/${w.name ?? i}`, o.name, i, w.maxConcurrency, w.queueCapacity, w.weight, w.endpoint, fair),
     );
     this.entries.set(o.name, {
       name: o.name,
@@ -95,6 +108,7 @@ class DispatcherImpl implements Dispatcher {
       timeoutMs: o.timeoutMs,
       retry: o.retry,
       outlier: o.outlier,
+      scheduling: sched,
       close: o.close,
       active: 0,
       retrying: 0,
@@ -125,36 +139,88 @@ class DispatcherImpl implements Dispatcher {
       }
       deadline = now + req.timeoutMs;
     }
+    const sched = entry.scheduling;
+    let priority = req.priority ?? sched.defaultPriority;
+    if (!Number.isInteger(priority) || priority < 0) {
+      return this.refuse(req.backend, undefined, new DispatchError("invalid_argument", `priority: expected an integer ≥ 0 (0 = most urgent), got ${priority}`));
+    }
+    priority = Math.min(priority, sched.priorityLevels - 1);
+    const tenant = req.tenant ?? "";
+    if (tenant.length > MAX_TENANT_LENGTH) {
+      return this.refuse(req.backend, undefined, new DispatchError("invalid_argument", `tenant: longer than ${MAX_TENANT_LENGTH} characters`));
+    }
+    const call = { priority, tenant };
     // Selection and the reservation of a slot happen in this one synchronous step: no double booking.
     const sessionId = req.sessionId ?? "";
     const sel = selectWorker(entry, sessionId, now, life.random, undefined);
-    if (sel.worker === undefined) return this.rejectFull(entry, sel.pinned);
+    let w = sel.worker;
+    if (w === undefined && sched.displace) w = this.displaceFor(entry, priority);
+    if (w === undefined) return this.rejectFull(entry, sel.pinned, call);
+    const queues = w.inflight >= w.maxConcurrency || w.queue.length > 0;
+    if (queues && sched.tenantQueueShare < 1) {
+      const cap = Math.max(1, Math.floor(w.queueCapacity * sched.tenantQueueShare));
+      if (w.queue.queuedBy(tenant) >= cap) {
+        return this.rejectOn(w, call, `tenant "${tenant}" holds its cap of ${cap} queued calls on ${w.id} (${Math.round(sched.tenantQueueShare * 100)} % of the queue)`);
+      }
+    }
+    const estimate = w.estimateWaitMs(priority);
+    if (sched.deadlineAware && estimate !== undefined && deadline !== Infinity && estimate > deadline - now) {
+      const left = Math.round(deadline - now);
+      return this.rejectOn(w, call, `estimated queue wait on ${w.id} is ${Math.round(estimate)} ms, more than the ${left} ms left before the call's deadline`);
+    }
 
-    const job = new Job(life, entry, sel.worker, sel.affinity, sessionId, req.payload ?? { json: null },
-      req.metadata ?? {}, req.signal, deadline, now);
+    const job = new Job(life, entry, w, sel.affinity, sessionId, req.payload ?? { json: null },
+      req.metadata ?? {}, req.signal, deadline, now, priority, tenant);
+    job.predictedWaitMs = estimate;
     const promise = new Promise<JobResult>((resolve, reject) => {
       job.resolve = resolve;
       job.reject = reject;
     });
     life.active++;
     entry.active++;
-    const w = sel.worker;
     // A job that queues, or may retry, starts from another job's completion or a timer:
     // keep the submitter's async context (tracing) for it.
-    if (entry.retry !== undefined || w.inflight >= w.maxConcurrency || w.queue.length > 0) {
-      job.context = new AsyncResource("dispatcher.job");
-    }
+    if (entry.retry !== undefined || queues) job.context = new AsyncResource("dispatcher.job");
     if (job.clientSignal !== undefined) job.clientSignal.addEventListener("abort", job);
     life.transition(job, "queued", now);
     life.pump(w, now);
     return promise;
   }
 
-  private refuse(backend: string, workerId: string | undefined, err: DispatchError): Promise<never> {
+  /**
+   * Every queue is full: a more urgent call takes the place of the newest
+   * queued job of the lowest tier below it, on the serving worker with the
+   * least urgent such job; that job is answered RESOURCE_EXHAUSTED at once.
+   */
+  private displaceFor(entry: BackendEntry, priority: number): Worker<Job> | undefined {
+    let target: Worker<Job> | undefined;
+    let victim: Job | undefined;
+    for (const w of entry.workers) {
+      if (w.state !== "serving") continue;
+      const v = w.queue.victimFor(priority);
+      if (v !== undefined && (victim === undefined || v.priority > victim.priority)) {
+        target = w;
+        victim = v;
+      }
+    }
+    if (victim === undefined) return undefined;
+    const msg = `displaced from the queue of ${target!.id} by a more urgent call (priority ${priority} over ${victim.priority})`;
+    this.life.settle(victim, "displaced", new DispatchError("resource_exhausted", msg), false);
+    return target;
+  }
+
+  /** Refuses a call `w` would have taken: counted on `w` and its tier. */
+  private rejectOn(w: Worker<Job>, call: { priority: number; tenant: string }, message: string): Promise<never> {
+    w.rejected++;
+    w.rejectedByTier[call.priority]!++;
+    return this.refuse(w.backend, w.id, new DispatchError("resource_exhausted", message), call);
+  }
+
+  private refuse(backend: string, workerId: string | undefined, err: DispatchError, call?: { priority: number; tenant: string }): Promise<never> {
     const o = this.life.observer;
     if (o.jobRejected !== undefined) {
       try {
-        o.jobRejected(backend, workerId, err);
+        o.jobRejected(backend, workerId, err, call);
       } catch (e) {
         this.life.report(e, "jobRejected");
       }
@@ -162,18 +228,17 @@ class DispatcherImpl implements Dispatcher {
     return Promise.reject(err);
   }
 
-  private rejectFull(entry: BackendEntry, pinned: Worker<Job> | undefined): Promise<never> {
+  private rejectFull(entry: BackendEntry, pinned: Worker<Job> | undefined, call: { priority: number; tenant: string }): Promise<never> {
     // Count the rejection on the worker that would have taken the job.
     const preferred = rejectionWorker(entry, pinned);
-    preferred.rejected++;
     const serving = entry.workers.filter((w) => w.state === "serving").length;
-    const err = new DispatchError(
-      "resource_exhausted",
+    return this.rejectOn(
+      preferred,
+      call,
       serving === 0
         ? `backend "${entry.name}" has no serving worker (${entry.workers.length} ejected or draining)`
         : `backend "${entry.name}" is at capacity: all ${serving} serving workers are busy and their queues full`,
     );
-    return this.refuse(entry.name, preferred.id, err);
   }
 
   snapshot(backends?: readonly string[]): WorkerSnapshot[] {

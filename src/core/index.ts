@@ -6,7 +6,7 @@ export type { AbortReason, ErrorCode, DispatchErrorOptions } from "./errors.js";
 export type { Handler, HandlerContext, HandlerResult, Payload } from "./handler.js";
 export { combineObservers } from "./observer.js";
 export type { AffinityOutcome, DispatchObserver, JobOutcome, JobState, JobView } from "./observer.js";
-export type { AffinityOptions, BackendOptions, DispatcherOptions, OutlierOptions, RetryOptions, WorkerOptions } from "./options.js";
+export type { AffinityOptions, BackendOptions, DispatcherOptions, OutlierOptions, RetryOptions, SchedulingOptions, WorkerOptions } from "./options.js";
 export { registerPolicy, policyNames } from "./policy.js";
 export type { SelectionPolicy, PolicyFactory } from "./policy.js";
 export type { WorkerState, WorkerView } from "./worker.js";

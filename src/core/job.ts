@@ -6,9 +6,11 @@ import type { OutlierPolicy } from "./ejection.js";
 import type { DispatchError } from "./errors.js";
 import type { Handler, HandlerResult, Payload } from "./handler.js";
 import type { JobRun } from "./job-run.js";
+import type { FairNode, Lane } from "./fair-queue.js";
 import type { AffinityOutcome, DispatchObserver, JobState, JobView } from "./observer.js";
 import type { SelectionPolicy } from "./policy.js";
 import type { QueueNode } from "./queue.js";
+import type { ValidSchedulingOptions } from "./options.js";
 import type { RetryPolicy } from "./retry.js";
 import type { Worker } from "./worker.js";
 
@@ -35,6 +37,7 @@ export interface BackendEntry {
   timeoutMs: number;
   retry: RetryPolicy | undefined;
   outlier: OutlierPolicy | undefined;
+  scheduling: ValidSchedulingOptions;
   close: (() => void | Promise<void>) | undefined;
   /** Jobs of this backend admitted and not settled (the retry budget's base). */
   active: number;
@@ -48,9 +51,15 @@ export interface BackendEntry {
  * path allocates no closures for those. Its state changes only in
  * Lifecycle.transition().
  */
-export class Job implements JobView, QueueNode {
+export class Job implements JobView, FairNode {
   prev: QueueNode | null = null;
   next: QueueNode | null = null;
+  /** Links of the tier's arrival-order list and the tenant lane, while queued (fair-queue.ts). */
+  aprev: FairNode | null = null;
+  anext: FairNode | null = null;
+  lane: Lane | undefined = undefined;
+  /** The queue wait estimated at admission, in ms, where the worker had an estimate. */
+  predictedWaitMs: number | undefined = undefined;
   state: JobState = "new";
   attempt = 1;
   /** Attempts that failed and were retried; > 0 means the job holds a share of the retry budget. */
@@ -94,6 +103,10 @@ export class Job implements JobView, QueueNode {
     /** Clock ms; Infinity for none. */
     readonly deadline: number,
     readonly admittedAt: number,
+    /** Tier, 0 = most urgent, within the backend's levels. */
+    readonly priority: number,
+    /** "" when the call names none. */
+    readonly tenant: string,
   ) {
     this.queuedAt = admittedAt;
   }

@@ -79,12 +79,17 @@ export class Lifecycle implements JobOwner {
     const w = job.worker;
     switch (from) {
       case "queued":
-        w.queue.remove(job);
+        if (to === "running") w.queue.take(job);
+        else w.queue.remove(job);
         break;
       case "running":
         w.running.remove(job);
         w.inflight--;
         w.execution.record(now - job.startedAt, now);
+        // Runs cut short by the client or shutdown say nothing of how long the upstream takes.
+        if (to === "backoff" || change.outcome === "ok" || change.outcome === "error" || change.outcome === "timeout") {
+          w.noteService(now - job.startedAt);
+        }
         if (w.running.length === 0 && w.timeoutTimer !== undefined) {
           this.clock.clearTimer(w.timeoutTimer);
           w.timeoutTimer = undefined;
@@ -119,6 +124,7 @@ export class Lifecycle implements JobOwner {
         w.running.push(job);
         w.inflight++;
         w.queueWait.record(now - job.queuedAt, now);
+        w.tierWait[job.priority]!.record(now - job.queuedAt, now);
         if (job.entry.timeoutMs > 0 && w.timeoutTimer === undefined) this.armTimeout(w, job.entry.timeoutMs, now);
         if (o.jobStarted !== undefined) {
           try {
@@ -182,6 +188,10 @@ export class Lifecycle implements JobOwner {
           noteFailure(w, job.entry.workers, job.entry.outlier, err!, this.clock, this.onWorkerChange);
         }
         break;
+      case "displaced":
+        w.displaced++;
+        w.displacedByTier[job.priority]!++;
+        break;
       default:
         w.cancelled++;
     }
@@ -222,7 +232,7 @@ export class Lifecycle implements JobOwner {
   /** Starts queued jobs of `w` while it has free slots; a job whose deadline has passed is ended, never started. */
   pump(w: Worker<Job>, now: number): void {
     while (w.inflight < w.maxConcurrency && w.queue.length > 0) {
-      const job = w.queue.peek()!;
+      const job = w.queue.peek(now)!;
       if (now >= job.deadline) {
         // Its timer has not run yet (timers fire late under load): the deadline has passed all the same.
         this.settle(job, "deadline_exceeded", deadlineError(job, "while queued"), false);
@@ -282,7 +292,8 @@ export class Lifecycle implements JobOwner {
     const err = () => new DispatchError("unavailable", "the dispatcher shut down before the job finished", { abortReason: "shutdown" });
     const list = [...workers];
     // Queued jobs first: ending a running job would otherwise start the next queued one.
-    for (const w of list) for (let j = w.queue.peek(); j; j = w.queue.peek()) this.settle(j, "shutdown", err(), false);
+    const now = this.clock.now();
+    for (const w of list) for (let j = w.queue.peek(now); j; j = w.queue.peek(now)) this.settle(j, "shutdown", err(), false);
     for (const w of list) for (let j = w.running.peek(); j; j = w.running.peek()) this.settle(j, "shutdown", err(), false);
     this.endBackoffs();
   }

@@ -14,7 +14,8 @@ export type JobOutcome =
   | "timeout" // the handler ran past its backend's timeoutMs (DEADLINE_EXCEEDED, an upstream fault)
   | "cancelled" // the client cancelled or went away
   | "deadline_exceeded" // the client's deadline passed, queued or running
-  | "shutdown"; // close() ran out of grace, or ended a job waiting to retry
+  | "shutdown" // close() ran out of grace, or ended a job waiting to retry
+  | "displaced"; // given up, queued, for a more urgent call on a full queue (RESOURCE_EXHAUSTED)
 
 /** Where a job is: the states of the lifecycle (src/core/lifecycle.ts). */
 export type JobState = "new" | "queued" | "running" | "backoff" | "settled";
@@ -29,6 +30,12 @@ export interface JobView {
   /** 1 for the first attempt, 2 for the first retry, … */
   readonly attempt: number;
   readonly state: JobState;
+  /** Tier, 0 = most urgent. */
+  readonly priority: number;
+  /** "" when the call names none. */
+  readonly tenant: string;
+  /** The queue wait estimated at admission, in ms, where the worker had an estimate (compare with the actual wait). */
+  readonly predictedWaitMs: number | undefined;
   /** Clock milliseconds. */
   readonly admittedAt: number;
   /** When the current attempt joined its worker's queue. */
@@ -73,8 +80,8 @@ export interface DispatchObserver {
    * `error` is set unless the outcome is "ok".
    */
   jobEnded?(job: JobView, outcome: JobOutcome, error: DispatchError | undefined, from: JobState): void;
-  /** A submit was refused before any worker accepted it. */
-  jobRejected?(backend: string, workerId: string | undefined, error: DispatchError): void;
+  /** A submit was refused before any worker accepted it; `call` gives its tier and tenant where they were known. */
+  jobRejected?(backend: string, workerId: string | undefined, error: DispatchError, call?: { priority: number; tenant: string }): void;
   /** A worker left selection (ejected, for `forMs`) or came back (`forMs` undefined). */
   workerStateChanged?(worker: WorkerView, reason: string, forMs: number | undefined): void;
   /** A failed attempt was not retried though the backend retries: why (e.g. "retry budget exhausted"). */

@@ -2,6 +2,11 @@ import type { Clock } from "./clock.js";
 import type { Handler } from "./handler.js";
 import type { DispatchObserver } from "./observer.js";
 import { policyNames } from "./policy.js";
+import { nonNegativeInt, nonNegativeNumber, positiveInt } from "./validate.js";
+import { validateScheduling, type SchedulingOptions, type ValidSchedulingOptions } from "./scheduling-options.js";
+
+export type { SchedulingOptions, ValidSchedulingOptions } from "./scheduling-options.js";
+export { nonNegativeInt, nonNegativeNumber, positiveInt } from "./validate.js";
 
 /** One worker of a backend, where the backend lists them one by one (e.g. one per endpoint). */
 export interface WorkerOptions {
@@ -44,6 +49,8 @@ export interface BackendOptions {
   affinity?: AffinityOptions;
   /** Runs failed jobs again. Default: none (every job runs once). */
   retry?: RetryOptions;
+  /** Priority tiers and tenant fairness inside each worker's queue (DESIGN.md §10). */
+  scheduling?: SchedulingOptions;
   /** Takes workers that keep failing out of selection for a while. Default: on, 5 consecutive failures. */
   outlier?: OutlierOptions;
   /**
@@ -144,6 +151,7 @@ export interface DispatcherOptions {
 
 export interface ValidBackendOptions {
   name: string;
+  scheduling: ValidSchedulingOptions;
   handler: Handler;
   workers: ValidWorkerOptions[];
   timeoutMs: number;
@@ -227,6 +235,7 @@ export function validateBackendOptions(o: BackendOptions): ValidBackendOptions {
   if (o.close !== undefined && typeof o.close !== "function") throw new TypeError(`${at}: close must be a function, got ${typeof o.close}`);
   return {
     name: o.name, handler: o.handler, workers, timeoutMs, policy, ttlMs, maxPins, spillLoadFactor,
+    scheduling: validateScheduling(o.scheduling, `${at}: scheduling`),
     retry: validateRetry(o.retry, `${at}: retry`),
     outlier: validateOutlier(o.outlier, `${at}: outlier`),
     close: o.close,
@@ -264,25 +273,4 @@ function validateOutlier(r: OutlierOptions | undefined, at: string): Required<Ou
     throw new TypeError(`${at}.maxEjectionMs: expected ≥ baseEjectionMs (${v.baseEjectionMs}), got ${v.maxEjectionMs}`);
   }
   return v.consecutiveFailures > 0 ? v : undefined;
-}
-
-export function nonNegativeNumber(v: unknown, what: string): number {
-  if (typeof v !== "number" || !Number.isFinite(v) || v < 0) {
-    throw new TypeError(`${what}: expected a number ≥ 0, got ${JSON.stringify(v)}`);
-  }
-  return v;
-}
-
-export function positiveInt(v: unknown, what: string): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) {
-    throw new TypeError(`${what}: expected a positive integer, got ${JSON.stringify(v)}`);
-  }
-  return v;
-}
-
-export function nonNegativeInt(v: unknown, what: string): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 0) {
-    throw new TypeError(`${what}: expected an integer ≥ 0, got ${JSON.stringify(v)}`);
-  }
-  return v;
 }

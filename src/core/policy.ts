@@ -1,4 +1,4 @@
-import { canAdmit, loadOf, type WorkerView } from "./worker.js";
+import { canAdmit, loadOf, SERVICE_MIN_SAMPLES, type WorkerView } from "./worker.js";
 
 /**
  * A selection policy is a synchronous pick over a read-only view of a
@@ -28,15 +28,25 @@ export function createPolicy(name: string): SelectionPolicy {
   return factory();
 }
 
-/** Lowest load among workers that can admit; ties broken uniformly at random (reservoir sampling). */
+/**
+ * Lowest load among workers that can admit; ties broken uniformly at random
+ * (reservoir sampling). Once every candidate has a trusted service-time
+ * average, load is weighed by it: the pick is the smallest estimated wait, so
+ * a slower upstream takes fewer jobs than a fast one at the same queue length.
+ */
 export function pickLeastLoaded(workers: readonly WorkerView[], random: () => number): number {
+  let byWait = true;
+  for (let i = 0; i < workers.length && byWait; i++) {
+    const w = workers[i]!;
+    if (canAdmit(w) && w.serviceSamples < SERVICE_MIN_SAMPLES) byWait = false;
+  }
   let best = -1;
   let bestLoad = Infinity;
   let ties = 0;
   for (let i = 0; i < workers.length; i++) {
     const w = workers[i]!;
     if (!canAdmit(w)) continue;
-    const load = loadOf(w);
+    const load = byWait ? loadOf(w) * w.serviceMs : loadOf(w);
     if (load < bestLoad) {
       best = i;
       bestLoad = load;

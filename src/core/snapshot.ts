@@ -15,6 +15,7 @@ export interface WorkerSnapshot {
   errors: number;
   rejected: number;
   cancelled: number;
+  displaced: number;
   ejections: number;
   sessions: number;
   queueWaitP50Ms: number;
@@ -58,6 +59,7 @@ export function snapshotBackends(
         errors: w.errors,
         rejected: w.rejected,
         cancelled: w.cancelled,
+        displaced: w.displaced,
         ejections: w.ejections,
         sessions: w.sessions,
         queueWaitP50Ms: qw50!,

@@ -1,4 +1,5 @@
-import { JobQueue, type QueueNode } from "./queue.js";
+import { FairQueue, type FairNode, type FairPolicy } from "./fair-queue.js";
+import { JobQueue } from "./queue.js";
 import { createSampleWindow, type SampleWindow } from "./window.js";
 
 /** Whether a worker takes new jobs. A union, not flags: a worker is in exactly one state. */
@@ -13,11 +14,19 @@ export interface WorkerView {
   readonly queueCapacity: number;
   readonly weight: number;
   readonly state: WorkerState;
+  /** Moving average of recent attempts' run time, ms, and how many it has seen. */
+  readonly serviceMs: number;
+  readonly serviceSamples: number;
 }
 
-/** One lane of a backend: its own bounded FIFO and concurrency limit. */
-export class Worker<J extends QueueNode = QueueNode> implements WorkerView {
-  readonly queue = new JobQueue<J>();
+/** Weight of the newest service time in the worker's moving average (EWMA). */
+const SERVICE_ALPHA = 0.2;
+/** Service times seen before the average is trusted for admission. */
+export const SERVICE_MIN_SAMPLES = 5;
+
+/** One lane of a backend: its own bounded queue (priority tiers, tenant round-robin) and concurrency limit. */
+export class Worker<J extends FairNode = FairNode> implements WorkerView {
+  readonly queue: FairQueue<J>;
   /**
    * Jobs running now, in start order; kept so that shutdown can abort them,
    * and so that one timer per worker, armed for the oldest, enforces the
@@ -34,7 +43,16 @@ export class Worker<J extends QueueNode = QueueNode> implements WorkerView {
   errors = 0;
   rejected = 0;
   cancelled = 0;
+  /** Queued jobs given up for a more urgent arrival on a full queue. */
+  displaced = 0;
   ejections = 0;
+  /** Moving average of how long an attempt runs here, in ms (attempts that ran to an answer or a timeout). */
+  serviceMs = 0;
+  serviceSamples = 0;
+  /** Per tier: refused at admission, displaced, and queue-wait samples. */
+  readonly rejectedByTier: number[];
+  readonly displacedByTier: number[];
+  readonly tierWait: SampleWindow[];
   consecutiveFailures = 0;
   /** Ejections since the worker last succeeded: the next ejection lasts this many base times. */
   ejectionStreak = 0;
@@ -51,7 +69,30 @@ export class Worker<J extends QueueNode = QueueNode> implements WorkerView {
     readonly queueCapacity: number,
     readonly weight: number,
     readonly endpoint: string | undefined,
-  ) {}
+    fair: FairPolicy,
+  ) {
+    this.queue = new FairQueue<J>(fair);
+    this.rejectedByTier = new Array<number>(fair.levels).fill(0);
+    this.displacedByTier = new Array<number>(fair.levels).fill(0);
+    this.tierWait = Array.from({ length: fair.levels }, () => createSampleWindow());
+  }
+
+  /** Counts one attempt's service time in the moving average. */
+  noteService(ms: number): void {
+    this.serviceMs = this.serviceSamples === 0 ? ms : this.serviceMs + SERVICE_ALPHA * (ms - this.serviceMs);
+    this.serviceSamples++;
+  }
+
+  /**
+   * Estimated queue wait of a new job of tier `priority`, in ms: recent
+   * service time × the jobs it would wait for ÷ concurrency (DESIGN.md §10);
+   * undefined until enough attempts were seen to trust it.
+   */
+  estimateWaitMs(priority: number): number | undefined {
+    if (this.serviceSamples < SERVICE_MIN_SAMPLES) return undefined;
+    const waitFor = this.queue.aheadOf(priority) + this.inflight + 1 - this.maxConcurrency;
+    return waitFor <= 0 ? 0 : (this.serviceMs * waitFor) / this.maxConcurrency;
+  }
 
   get queued(): number {
     return this.queue.length;

@@ -16,7 +16,15 @@ const CHECK_EVERY_MS = 1_000;
 const MAX_DRIFT_MS = 1;
 
 export function spanTime(): HrTime {
-  const p = performance.now();
+  return spanTimeAt(performance.now());
+}
+
+/**
+ * The span timestamp of a performance.now() reading: the core's clock in the
+ * service, so that a span lasts exactly what the core measured (and what the
+ * client is told as queue_wait / execution).
+ */
+export function spanTimeAt(p: number): HrTime {
   if (p - checkedAt > CHECK_EVERY_MS) {
     checkedAt = p;
     const wall = Date.now() - p;

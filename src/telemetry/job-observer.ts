@@ -1,7 +1,7 @@
 import { context, propagation, SpanStatusCode, trace, type Context, type Span, type Tracer } from "@opentelemetry/api";
 import { ATTR_ERROR_TYPE } from "@opentelemetry/semantic-conventions";
 import type { DispatchError, DispatchObserver, JobOutcome, JobView } from "../core/index.js";
-import { spanTime } from "./clock.js";
+import { spanTime, spanTimeAt } from "./clock.js";
 import type { JobMetrics, WorkerStats } from "./job-metrics.js";
 import * as n from "./names.js";
 
@@ -63,7 +63,7 @@ export function createJobObserver(tracer: Tracer | undefined, metrics: JobMetric
         if (tracer !== undefined) rec.parent = context.active();
       }
       if (tracer !== undefined) {
-        rec.wait = tracer.startSpan(n.SPAN_QUEUE_WAIT, { startTime: spanTime(), attributes: attributes(job) }, rec.parent);
+        rec.wait = tracer.startSpan(n.SPAN_QUEUE_WAIT, { startTime: spanTimeAt(job.queuedAt), attributes: attributes(job) }, rec.parent);
       }
       if (metrics !== undefined) {
         rec.stats = metrics.stats(job);
@@ -74,7 +74,8 @@ export function createJobObserver(tracer: Tracer | undefined, metrics: JobMetric
     jobStarted(job) {
       const rec = job.tag as JobRecord;
       if (tracer !== undefined) {
-        const now = spanTime();
+        // The core's own times: the spans last what the client is told (queue_wait, execution).
+        const now = spanTimeAt(job.startedAt);
         rec.wait?.setAttribute(n.ATTR_OUTCOME, "started");
         rec.wait?.end(now);
         rec.wait = undefined;
@@ -91,7 +92,7 @@ export function createJobObserver(tracer: Tracer | undefined, metrics: JobMetric
         rec.run.setAttribute(n.ATTR_OUTCOME, "error");
         rec.run.setAttribute(n.ATTR_RETRY_DELAY, delayMs / 1000);
         markFailed(rec.run, error);
-        rec.run.end(spanTime());
+        rec.run.end(spanTimeAt(job.endedAt));
         rec.run = rec.runContext = undefined;
       }
       if (rec.stats !== undefined) metrics!.attemptEnded(job, rec.stats, "running", "error", error, true);
@@ -106,7 +107,7 @@ export function createJobObserver(tracer: Tracer | undefined, metrics: JobMetric
           if (isFailure(outcome)) markFailed(span, error);
           else span.setAttribute(ATTR_ERROR_TYPE, error.code);
         }
-        span.end(spanTime());
+        span.end(spanTimeAt(job.endedAt));
         rec.wait = rec.run = rec.runContext = undefined;
       }
       if (rec.stats !== undefined) metrics!.attemptEnded(job, rec.stats, from, outcome, error, false);

@@ -129,6 +129,9 @@ export class LifecycleRecorder implements DispatchObserver {
         if (!this.cancelledIds.has(id) || error?.code !== "cancelled") this.bad(job, "cancelled without a client cancel");
         if (now > deadline - 20) this.bad(job, "cancelled at its deadline: that is a deadline");
         break;
+      case "displaced":
+        if (from !== "queued" || error?.code !== "resource_exhausted") this.bad(job, `displaced from ${from} with ${error?.code}`);
+        break;
       case "shutdown":
         if (!this.closing() || error?.code !== "unavailable") this.bad(job, "shutdown outcome outside close()");
         break;

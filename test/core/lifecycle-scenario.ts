@@ -122,6 +122,13 @@ export async function runScenario(seed: number, real: boolean, extra?: DispatchO
         timeoutMs: random() < 0.5 ? 0 : ms(int(15, 60)),
         affinity: { ttlMs: 1_000 },
         retry: retry ? { maxAttempts: 3, initialBackoffMs: 4, maxBackoffMs: 10, budgetPercent: 100, minRetryConcurrency: 100 } : undefined,
+        scheduling: {
+          agingMs: random() < 0.5 ? 0 : ms(int(5, 30)),
+          tenantQueueShare: random() < 0.5 ? 1 : 0.5,
+          tenantWeights: { t0: 2 },
+          deadlineAware: random() < 0.7,
+          displace: random() < 0.7,
+        },
         outlier: { consecutiveFailures: EJECT_AFTER, baseEjectionMs: ms(40), maxEjectionMs: ms(80), maxEjectionPercent: 50 },
       },
     ],
@@ -138,10 +145,12 @@ export async function runScenario(seed: number, real: boolean, extra?: DispatchO
     const at = ms(int(0, 100));
     const timeoutMs = random() < 0.4 ? undefined : ms(int(1, 60));
     const session = random() < 0.5 ? "" : `s${int(0, 2)}`;
+    const priority = random() < 0.3 ? undefined : int(0, 4);
+    const tenant = random() < 0.3 ? "" : `t${int(0, 2)}`;
     ops.push({
       at,
       run: () => {
-        const p = d.submit({ backend: "b", sessionId: session, metadata: { id }, signal: ac.signal, timeoutMs });
+        const p = d.submit({ backend: "b", sessionId: session, metadata: { id }, signal: ac.signal, timeoutMs, priority, tenant });
         answers.push(
           p.then(
             (): [string, string] => (answered++, [id, "ok"]),
@@ -206,8 +215,8 @@ export async function runScenario(seed: number, real: boolean, extra?: DispatchO
   if (answered !== answers.length) v.push(`${answered} answers for ${answers.length} submits`);
   // Per-worker counters add up to the attempts; the answers agree with them.
   const sum = (f: (w: (typeof snapshot)[number]) => number) => snapshot.reduce((s, w) => s + f(w), 0);
-  if (sum((w) => w.completed + w.errors + w.cancelled) !== recorder.attemptsQueued) {
-    v.push(`worker counters ${sum((w) => w.completed + w.errors + w.cancelled)} ≠ attempts ${recorder.attemptsQueued}`);
+  if (sum((w) => w.completed + w.errors + w.cancelled + w.displaced) !== recorder.attemptsQueued) {
+    v.push(`worker counters ${sum((w) => w.completed + w.errors + w.cancelled + w.displaced)} ≠ attempts ${recorder.attemptsQueued}`);
   }
   const ok = codes.filter((c) => c === "ok").length;
   if (sum((w) => w.completed) !== ok || recorder.okAnswers !== ok) v.push(`completed ${sum((w) => w.completed)} / ok events ${recorder.okAnswers} ≠ ok answers ${ok}`);

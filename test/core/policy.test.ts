@@ -5,7 +5,7 @@ import type { WorkerView } from "../../src/core/worker.js";
 import { seededRandom } from "../helpers/manual-clock.js";
 
 function view(id: string, inflight: number, queued = 0, o: Partial<WorkerView> = {}): WorkerView {
-  return { id, inflight, queued, maxConcurrency: 4, queueCapacity: 4, weight: 1, state: "serving", ...o };
+  return { id, inflight, queued, maxConcurrency: 4, queueCapacity: 4, weight: 1, state: "serving", serviceMs: 0, serviceSamples: 0, ...o };
 }
 
 describe("least-loaded", () => {
