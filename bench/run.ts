@@ -5,6 +5,7 @@ import { parseArgs } from "node:util";
 import { machine, type BenchContext } from "./lib/report.js";
 import { coreSuite } from "./suites/core.js";
 import { e2eSuite } from "./suites/e2e.js";
+import { fairnessSuite } from "./suites/fairness.js";
 import { metricsSuite } from "./suites/metrics.js";
 import { schedulingSuite } from "./suites/scheduling.js";
 
@@ -13,6 +14,7 @@ const suites: Record<string, (ctx: BenchContext) => Promise<unknown>> = {
   core: coreSuite,
   metrics: metricsSuite,
   scheduling: schedulingSuite,
+  fairness: fairnessSuite,
 };
 
 const usage = `usage: node --expose-gc dist/bench/run.js [--quick | --smoke] [--suite NAMES] [--out DIR]

@@ -154,7 +154,7 @@ class DispatcherImpl implements Dispatcher {
     const sessionId = req.sessionId ?? "";
     const sel = selectWorker(entry, sessionId, now, life.random, undefined);
     let w = sel.worker;
-    if (w === undefined && sched.displace) w = this.displaceFor(entry, priority);
+    if (w === undefined && sched.displace) w = this.displaceFor(entry, priority, tenant);
     if (w === undefined) return this.rejectFull(entry, sel.pinned, call);
     const queues = w.inflight >= w.maxConcurrency || w.queue.length > 0;
     if (queues && sched.tenantQueueShare < 1) {
@@ -189,10 +189,12 @@ class DispatcherImpl implements Dispatcher {
 
   /**
    * Every queue is full: a more urgent call takes the place of the newest
-   * queued job of the lowest tier below it, on the serving worker with the
-   * least urgent such job; that job is answered RESOURCE_EXHAUSTED at once.
+   * queued job of the lowest tier below it; failing that, a tenant below its
+   * weighted share of its tier takes the place of the newest job of the
+   * tier's heaviest tenant. On the serving worker with the best such victim;
+   * the victim is answered RESOURCE_EXHAUSTED at once.
    */
-  private displaceFor(entry: BackendEntry, priority: number): Worker<Job> | undefined {
+  private displaceFor(entry: BackendEntry, priority: number, tenant: string): Worker<Job> | undefined {
     let target: Worker<Job> | undefined;
     let victim: Job | undefined;
     for (const w of entry.workers) {
@@ -203,8 +205,21 @@ class DispatcherImpl implements Dispatcher {
         victim = v;
       }
     }
+    if (victim === undefined) {
+      for (const w of entry.workers) {
+        if (w.state !== "serving") continue;
+        victim = w.queue.fairVictimFor(priority, tenant);
+        if (victim !== undefined) {
+          target = w;
+          break;
+        }
+      }
+    }
     if (victim === undefined) return undefined;
-    const msg = `displaced from the queue of ${target!.id} by a more urgent call (priority ${priority} over ${victim.priority})`;
+    const msg =
+      victim.priority > priority
+        ? `displaced from the queue of ${target!.id} by a more urgent call (priority ${priority} over ${victim.priority})`
+        : `displaced from the queue of ${target!.id}: tenant "${victim.tenant}" held more than its share of the full queue`;
     this.life.settle(victim, "displaced", new DispatchError("resource_exhausted", msg), false);
     return target;
   }

@@ -152,6 +152,30 @@ export class FairQueue<J extends FairNode> {
     return undefined;
   }
 
+  /**
+   * On a full queue, the job a tenant's arrival in tier `priority` may take
+   * the place of: the newest job of the tier's heaviest tenant (queued jobs ÷
+   * weight), if that tenant would still hold more than the arriving one
+   * after the swap. Without it, slow-served tenants fill a full queue and a
+   * heavier-weighted tenant cannot get its share in (buffer fairness, as
+   * "longest queue drop"). O(tenants in the tier), only when the queue is full.
+   */
+  fairVictimFor(priority: number, tenant: string): J | undefined {
+    const tier = this.tiers[priority]!;
+    const own = tier.lanes.get(tenant);
+    const ownShare = ((own?.jobs.length ?? 0) + 1) / this.policy.weightOf(tenant);
+    let heaviest: Lane | undefined;
+    let most = ownShare;
+    for (const lane of tier.lanes.values()) {
+      const share = lane.jobs.length / lane.weight;
+      if (lane !== own && share > most) {
+        heaviest = lane;
+        most = share;
+      }
+    }
+    return heaviest?.jobs.last() as J | undefined;
+  }
+
   /** Queued jobs per tier. */
   tierLengths(): number[] {
     return this.tiers.map((t) => t.length);

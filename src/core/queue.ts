@@ -28,6 +28,11 @@ export class JobQueue<T extends QueueNode> {
     return this.head ?? undefined;
   }
 
+  /** The newest node, left in place. */
+  last(): T | undefined {
+    return this.tail ?? undefined;
+  }
+
   shift(): T | undefined {
     const node = this.head;
     if (node === null) return undefined;

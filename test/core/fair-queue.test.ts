@@ -77,6 +77,19 @@ describe("FairQueue", () => {
     expect(q.victimFor(1)).toBeUndefined();
   });
 
+  it("on a full queue, lets a tenant below its weighted share take the place of the heaviest tenant's newest job", () => {
+    const q = new FairQueue<Node>(policy({ weights: { heavy4: 4 } }));
+    for (let i = 0; i < 6; i++) q.push(new Node(`a${i}`, 1, "a"));
+    for (let i = 0; i < 6; i++) q.push(new Node(`h${i}`, 1, "heavy4"));
+    // "a" holds 6 (share 6), "heavy4" 6 at weight 4 (share 1.5): a new "b" call (share 1) takes a's newest.
+    expect(q.fairVictimFor(1, "b")?.name).toBe("a5");
+    // "a" itself gains nothing by displacing its own jobs; heavy4 (share 1.75 after one more) displaces a's.
+    expect(q.fairVictimFor(1, "a")).toBeUndefined();
+    expect(q.fairVictimFor(1, "heavy4")?.name).toBe("a5");
+    // Another tier's tenants are not touched.
+    expect(q.fairVictimFor(0, "b")).toBeUndefined();
+  });
+
   it("keeps a lane only while its tenant has jobs (tenant names come from clients)", () => {
     const q = new FairQueue<Node>(policy());
     for (let i = 0; i < 10_000; i++) {
