@@ -1,10 +1,12 @@
 import { DispatchError } from "./errors.js";
-import type { HandlerResult } from "./handler.js";
+import { isChunkStream, type ChunkStream, type HandlerResult } from "./handler.js";
 import type { Job } from "./job.js";
 import { callHandler, JobRun } from "./job-run.js";
 import { deadlineError, isResult, type Lifecycle } from "./lifecycle.js";
 import { retryDelay, withinBudget } from "./retry.js";
 import { selectWorker } from "./select.js";
+import type { ChunkCollector } from "./stream.js";
+import { driveStream, type StreamOutcome } from "./stream-run.js";
 
 /**
  * Runs attempts: calls a started job's handler, turns what it returns or
@@ -15,6 +17,11 @@ export class Attempts {
   /** Runs whose handler returned or threw synchronously, settled together in one microtask. */
   private readonly returned: (JobRun | undefined)[] = [];
   private readonly settleReturned = () => this.drainReturned();
+  private readonly streamOutcome: StreamOutcome = {
+    done: (run, final, collected) => this.streamDone(run, final, collected),
+    failed: (run, e) => this.failed(run, e),
+    chunk: (run) => this.chunkPulled(run),
+  };
 
   constructor(private readonly life: Lifecycle) {
     life.startAttempt = (job, now) => this.start(job, now);
@@ -26,7 +33,10 @@ export class Attempts {
     life.transition(job, "running", now);
     const run = new JobRun(job, job.worker, now);
     job.run = run;
-    let out: Promise<HandlerResult> | HandlerResult;
+    job.chunks = 0;
+    job.firstChunkAt = 0;
+    job.sink?.started({ type: "started", workerId: job.worker.id, affinity: job.affinity, queueWaitMs: now - job.admittedAt, attempt: job.attempt });
+    let out: Promise<HandlerResult | ChunkStream> | HandlerResult | ChunkStream;
     try {
       out = job.context !== undefined ? job.context.runInAsyncScope(callHandler, undefined, run) : callHandler(run);
     } catch (e) {
@@ -65,7 +75,7 @@ export class Attempts {
       run.outcome = undefined;
       try {
         if (run.threw) this.failed(run, outcome);
-        else this.succeeded(run, outcome as HandlerResult);
+        else this.succeeded(run, outcome as HandlerResult | ChunkStream);
       } catch (e) {
         // Not expected (observers are guarded): report it without stranding the other runs.
         this.life.report(e, "settling a run");
@@ -74,9 +84,15 @@ export class Attempts {
     runs.length = 0;
   }
 
-  private succeeded(run: JobRun, r: HandlerResult | null | undefined): void {
+  private succeeded(run: JobRun, r: HandlerResult | ChunkStream | null | undefined): void {
     const job = run.job;
     if (job.run !== run) return; // settled or retried meanwhile: this run's answer is no longer wanted
+    if (isChunkStream(r)) {
+      const w = run.worker;
+      w.streams++;
+      void driveStream(run, r, this.life.clock, this.streamOutcome).finally(() => w.streams--);
+      return;
+    }
     if (r === undefined || r === null) r = { json: null };
     if (!isResult(r)) {
       this.failed(run, new DispatchError("internal", `backend "${job.backend}" handler returned no payload (expected { json } or { binary })`));
@@ -112,10 +128,41 @@ export class Attempts {
     life.pump(job.worker, now);
   }
 
+  /** The stream of `run` ended: Submit gets the collected answer, SubmitStream the final metadata. */
+  private streamDone(run: JobRun, final: Record<string, string> | void, collected: ChunkCollector | undefined): void {
+    const job = run.job;
+    if (job.run !== run) return;
+    try {
+      job.result = collected !== undefined ? collected.result(final) : { json: null, metadata: final || undefined };
+    } catch (e) {
+      this.failed(run, e);
+      return;
+    }
+    this.life.settle(job, "ok", undefined);
+  }
+
+  private chunkPulled(run: JobRun): void {
+    const job = run.job;
+    const now = this.life.clock.now();
+    if (job.chunks++ === 0) {
+      job.firstChunkAt = now;
+      run.worker.ttft.record(now - job.startedAt, now);
+    }
+    const o = this.life.observer;
+    if (o.jobChunk !== undefined) {
+      try {
+        o.jobChunk(job);
+      } catch (e) {
+        this.life.report(e, "jobChunk");
+      }
+    }
+  }
+
   /** Wait before the job's next attempt, or -1 when it must not run again. */
   private retryDelay(job: Job, err: DispatchError, now: number): number {
     const p = job.entry.retry;
-    if (p === undefined || this.life.closing) return -1;
+    // Once a chunk reached a streaming caller, another attempt would repeat or mix its answer.
+    if (p === undefined || this.life.closing || job.sink?.delivered === true) return -1;
     const delay = retryDelay(p, job.attempt, err, this.life.random);
     if (delay < 0) return -1;
     // A retry that cannot finish before the deadline would only turn the real error into DEADLINE_EXCEEDED.

@@ -42,6 +42,9 @@ export interface JobResult {
   queueWaitMs: number;
   executionMs: number;
   attempts: number;
+  /** Streamed answers: time from the last attempt's start to its first chunk, and how many chunks it had. */
+  timeToFirstChunkMs: number | undefined;
+  chunks: number;
 }
 
 
@@ -109,6 +112,8 @@ class DispatcherImpl implements Dispatcher {
       retry: o.retry,
       outlier: o.outlier,
       scheduling: sched,
+      firstChunkTimeoutMs: o.firstChunkTimeoutMs,
+      stallTimeoutMs: o.stallTimeoutMs,
       close: o.close,
       active: 0,
       retrying: 0,

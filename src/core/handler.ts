@@ -26,4 +26,34 @@ export interface HandlerContext {
   traceHeaders(): Record<string, string>;
 }
 
-export type Handler = (request: Payload, ctx: HandlerContext) => Promise<HandlerResult> | HandlerResult;
+/**
+ * One piece of a streamed answer: a payload and/or a text delta (an LLM
+ * token), with key/value pairs for the caller (e.g. a finish reason).
+ */
+export interface Chunk {
+  json?: unknown;
+  binary?: Uint8Array;
+  text?: string;
+  metadata?: Record<string, string>;
+}
+
+/**
+ * A streamed answer: chunks, and what the stream's iterator returns at its
+ * end (e.g. token usage) as the final metadata.
+ */
+export type ChunkStream = AsyncIterable<Chunk, Record<string, string> | void, undefined>;
+
+/**
+ * A handler answers with one result, or streams: it returns (or resolves to)
+ * an async iterable of chunks, which the dispatcher pulls no faster than the
+ * caller reads; the job keeps its worker slot until the stream ends.
+ */
+export type Handler = (
+  request: Payload,
+  ctx: HandlerContext,
+) => Promise<HandlerResult | ChunkStream> | HandlerResult | ChunkStream;
+
+/** Whether a handler's answer is a stream of chunks. */
+export function isChunkStream(v: unknown): v is ChunkStream {
+  return typeof v === "object" && v !== null && typeof (v as { [Symbol.asyncIterator]?: unknown })[Symbol.asyncIterator] === "function";
+}

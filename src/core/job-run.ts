@@ -1,4 +1,4 @@
-import type { HandlerContext, HandlerResult } from "./handler.js";
+import type { ChunkStream, HandlerContext, HandlerResult } from "./handler.js";
 import type { Job } from "./job.js";
 import { LazyAbortController } from "./lazy-abort.js";
 import type { Worker } from "./worker.js";
@@ -54,7 +54,7 @@ export class JobRun extends LazyAbortController implements HandlerContext {
 }
 
 /** Calls the job's handler with `run` as its context, through the observer's wrapper only if it has one. */
-export function callHandler(run: JobRun): Promise<HandlerResult> | HandlerResult {
+export function callHandler(run: JobRun): Promise<HandlerResult | ChunkStream> | HandlerResult | ChunkStream {
   const job = run.job;
   const observer = job.owner.observer;
   if (observer.runHandler === undefined) return job.entry.handler(job.payload, run);

@@ -12,6 +12,7 @@ import type { SelectionPolicy } from "./policy.js";
 import type { QueueNode } from "./queue.js";
 import type { ValidSchedulingOptions } from "./options.js";
 import type { RetryPolicy } from "./retry.js";
+import type { StreamSink } from "./stream.js";
 import type { Worker } from "./worker.js";
 
 /** What a job calls back into: the lifecycle that owns it (src/core/lifecycle.ts). */
@@ -38,6 +39,9 @@ export interface BackendEntry {
   retry: RetryPolicy | undefined;
   outlier: OutlierPolicy | undefined;
   scheduling: ValidSchedulingOptions;
+  /** Streams: longest wait for an attempt's first chunk, and between chunks, in ms (0 = none). */
+  firstChunkTimeoutMs: number;
+  stallTimeoutMs: number;
   close: (() => void | Promise<void>) | undefined;
   /** Jobs of this backend admitted and not settled (the retry budget's base). */
   active: number;
@@ -80,6 +84,11 @@ export class Job implements JobView, FairNode {
   run: JobRun | undefined = undefined;
   /** What the handler returned (for "ok"). */
   result: HandlerResult | undefined = undefined;
+  /** Where a SubmitStream caller reads the job's events; undefined for Submit. */
+  sink: StreamSink | undefined = undefined;
+  /** Chunks the current attempt pulled, and when its first came (clock ms; 0 for none). */
+  chunks = 0;
+  firstChunkAt = 0;
   /**
    * The async context the job was submitted from (tracing); set only when it
    * had to queue or may retry. An AsyncResource, not AsyncLocalStorage.snapshot():

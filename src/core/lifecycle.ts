@@ -221,10 +221,13 @@ export class Lifecycle implements JobOwner {
         queueWaitMs: job.startedAt - job.admittedAt,
         executionMs: now - job.startedAt,
         attempts: job.attempt,
+        timeToFirstChunkMs: job.firstChunkAt === 0 ? undefined : job.firstChunkAt - job.startedAt,
+        chunks: job.chunks,
       });
     } else {
       job.reject(error!);
     }
+    job.sink?.end(error);
     if (pump) this.pump(w, now);
     if (this.active === 0 && this.onIdle !== undefined) this.onIdle();
   }

@@ -36,6 +36,9 @@ export interface JobView {
   readonly tenant: string;
   /** The queue wait estimated at admission, in ms, where the worker had an estimate (compare with the actual wait). */
   readonly predictedWaitMs: number | undefined;
+  /** Chunks the current attempt pulled from a streaming handler, and when the first came (clock ms; 0 for none). */
+  readonly chunks: number;
+  readonly firstChunkAt: number;
   /** Clock milliseconds. */
   readonly admittedAt: number;
   /** When the current attempt joined its worker's queue. */
@@ -80,6 +83,8 @@ export interface DispatchObserver {
    * `error` is set unless the outcome is "ok".
    */
   jobEnded?(job: JobView, outcome: JobOutcome, error: DispatchError | undefined, from: JobState): void;
+  /** A streaming attempt pulled a chunk from its handler; `job.chunks` is 1 for the first (time to first chunk). */
+  jobChunk?(job: JobView): void;
   /** A submit was refused before any worker accepted it; `call` gives its tier and tenant where they were known. */
   jobRejected?(backend: string, workerId: string | undefined, error: DispatchError, call?: { priority: number; tenant: string }): void;
   /** A worker left selection (ejected, for `forMs`) or came back (`forMs` undefined). */
@@ -101,7 +106,8 @@ export function combineObservers(...observers: DispatchObserver[]): DispatchObse
   if (list.length === 1) return list[0]!;
   const out: DispatchObserver = {};
   const events = [
-    "jobQueued", "jobStarted", "injectHeaders", "jobRetrying", "jobEnded", "jobRejected", "workerStateChanged", "retryDenied",
+    "jobQueued", "jobStarted", "injectHeaders", "jobChunk", "jobRetrying", "jobEnded", "jobRejected", "workerStateChanged",
+    "retryDenied",
   ] as const;
   for (const name of events) {
     const fns = list.map((o) => o[name]?.bind(o)).filter((f) => f !== undefined) as ((...a: unknown[]) => void)[];

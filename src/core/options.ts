@@ -43,6 +43,15 @@ export interface BackendOptions {
    * handler that never settles must not hold a slot forever. 0 = no limit.
    */
   timeoutMs?: number;
+  /**
+   * Streaming handlers: longest wait for an attempt's first chunk, in ms; then
+   * the attempt fails as a timeout and, while no chunk has reached the caller,
+   * may fail over to another worker (with `retry`). Default 0: no limit but
+   * timeoutMs.
+   */
+  firstChunkTimeoutMs?: number;
+  /** Streaming handlers: longest wait for each later chunk once asked for, in ms. Default 0: no limit. */
+  stallTimeoutMs?: number;
   /** Selection policy name. Default "least-loaded". */
   policy?: string;
   /** Session affinity. */
@@ -152,6 +161,8 @@ export interface DispatcherOptions {
 export interface ValidBackendOptions {
   name: string;
   scheduling: ValidSchedulingOptions;
+  firstChunkTimeoutMs: number;
+  stallTimeoutMs: number;
   handler: Handler;
   workers: ValidWorkerOptions[];
   timeoutMs: number;
@@ -236,6 +247,8 @@ export function validateBackendOptions(o: BackendOptions): ValidBackendOptions {
   return {
     name: o.name, handler: o.handler, workers, timeoutMs, policy, ttlMs, maxPins, spillLoadFactor,
     scheduling: validateScheduling(o.scheduling, `${at}: scheduling`),
+    firstChunkTimeoutMs: nonNegativeNumber(o.firstChunkTimeoutMs ?? 0, `${at}: firstChunkTimeoutMs`),
+    stallTimeoutMs: nonNegativeNumber(o.stallTimeoutMs ?? 0, `${at}: stallTimeoutMs`),
     retry: validateRetry(o.retry, `${at}: retry`),
     outlier: validateOutlier(o.outlier, `${at}: outlier`),
     close: o.close,

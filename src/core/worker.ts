@@ -53,6 +53,9 @@ export class Worker<J extends FairNode = FairNode> implements WorkerView {
   readonly rejectedByTier: number[];
   readonly displacedByTier: number[];
   readonly tierWait: SampleWindow[];
+  /** Attempts streaming their answer now, and their time to first chunk. */
+  streams = 0;
+  readonly ttft: SampleWindow = createSampleWindow();
   consecutiveFailures = 0;
   /** Ejections since the worker last succeeded: the next ejection lasts this many base times. */
   ejectionStreak = 0;
