@@ -1,7 +1,7 @@
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { Handler } from "../core/index.js";
-import type { BackendInstance } from "./registry.js";
+import type { BackendInstance } from "./kind.js";
 import { checkKeys } from "./upstream.js";
 
 /**
