@@ -15,7 +15,7 @@ export interface App {
 export interface AppHooks {
   observer?: DispatchObserver;
   interceptors?: Interceptor[];
-  /** Where `server.auth.tokens_env` is looked up. Default process.env. */
+  /** Where `server.auth.tokens_env` and the backends' `{ env: VAR }` secrets are looked up. Default process.env. */
   env?: NodeJS.ProcessEnv;
   /** Where backends log what clients must not see (upstream error bodies, handlers' own errors); a pino Logger fits. Default: nowhere. */
   log?: BackendLog;
@@ -26,7 +26,7 @@ export async function startApp(config: Config, hooks: AppHooks = {}): Promise<Ap
   // Read secrets before anything is built or listens: a bad path fails the start, not the first call.
   const authTokens = config.server.auth === undefined ? undefined : await readTokens(config.server.auth, hooks.env ?? process.env);
   const tls = config.server.tls === undefined ? undefined : await readTls(config.server.tls);
-  const backends = await backendOptions(config, process.env, hooks.log);
+  const backends = await backendOptions(config, hooks.env ?? process.env, hooks.log);
   let dispatcher: Dispatcher;
   try {
     dispatcher = createDispatcher({
