@@ -44,19 +44,29 @@ afterAll(() => {
 
 describe("the dispatcher package", () => {
   it("imports by name: DispatchError and the core factory work across the package boundary", async () => {
+    // No retry here: the core's timers are unref'd, so a script whose only pending work is a backoff would exit.
     const script = `
       import { DispatchError, createDispatcher, startApp, validateConfig } from "dispatcher";
-      const d = createDispatcher({ backends: [{ name: "b", retry: { maxAttempts: 2, initialBackoffMs: 1 }, handler: (p, ctx) => {
-        if (ctx.attempt === 1) throw new DispatchError("unavailable", "warming up", { retryable: true });
-        return { json: { attempt: ctx.attempt } };
+      const d = createDispatcher({ backends: [{ name: "b", handler: (p, ctx) => {
+        if (ctx.metadata.fail) throw new DispatchError("unavailable", "warming up", { retryable: true });
+        return { json: { worker: ctx.workerId } };
       } }] });
       const r = await d.submit({ backend: "b" });
-      const err = await d.submit({ backend: "nope" }).catch((e) => e);
+      const failed = await d.submit({ backend: "b", metadata: { fail: "1" } }).catch((e) => e);
+      const unknown = await d.submit({ backend: "nope" }).catch((e) => e);
       await d.close();
-      console.log(JSON.stringify({ result: r.payload.json, attempts: r.attempts, own: err instanceof DispatchError, code: err.code,
-        startApp: typeof startApp, validateConfig: typeof validateConfig }));`;
-    const { stdout } = await run(process.execPath, ["--input-type=module", "-e", script], { cwd: consumer });
-    expect(JSON.parse(stdout)).toEqual({ result: { attempt: 2 }, attempts: 2, own: true, code: "not_found", startApp: "function", validateConfig: "function" });
+      console.log(JSON.stringify({ result: r.payload.json, failed: [failed instanceof DispatchError, failed.code, failed.retryable],
+        unknown: [unknown instanceof DispatchError, unknown.code], startApp: typeof startApp, validateConfig: typeof validateConfig }));`;
+    const out = await run(process.execPath, ["--input-type=module", "-e", script], { cwd: consumer }).catch(
+      (e: { code: unknown; stdout: string; stderr: string }) => ({ stdout: `exit ${String(e.code)}\n${e.stdout}\n${e.stderr}` }),
+    );
+    expect(JSON.parse(out.stdout), out.stdout).toEqual({
+      result: { worker: "b/0" },
+      failed: [true, "unavailable", true],
+      unknown: [true, "not_found"],
+      startApp: "function",
+      validateConfig: "function",
+    });
   });
 
   it("ships its types: a handler module type-checks against them", async () => {
