@@ -107,7 +107,8 @@ describe("the dispatcher package", () => {
       expect([invalid?.code, invalid?.rawMessage]).toEqual([Code.InvalidArgument, "json.text: expected a string"]);
       const crash = await codeOf(submit({ crash: "true" }));
       expect([crash?.code, crash?.rawMessage]).toEqual([Code.Internal, expect.stringMatching(/^handler failed on text\/\d$/)]);
-      expect(child.logs.join("\n")).toContain("cannot read /srv/text/dictionary.txt");
+      // The log line may reach us after the answer: the pipe is read asynchronously.
+      await expect.poll(() => child.logs.join("\n"), { timeout: 10_000 }).toContain("cannot read /srv/text/dictionary.txt");
     } finally {
       child.proc.kill("SIGTERM");
     }
