@@ -1,5 +1,6 @@
 import { readFile } from "node:fs/promises";
 import type { Interceptor } from "@connectrpc/connect";
+import type { BackendLog } from "./backends/log.js";
 import { createBackend } from "./backends/registry.js";
 import type { AuthConfig, Config, TlsConfig } from "./config.js";
 import { createDispatcher, type BackendOptions, type Dispatcher, type DispatchObserver } from "./core/index.js";
@@ -14,8 +15,10 @@ export interface App {
 export interface AppHooks {
   observer?: DispatchObserver;
   interceptors?: Interceptor[];
-  /** Where `server.auth.tokens_env` is looked up. Default process.env. */
+  /** Where `server.auth.tokens_env` and the backends' `{ env: VAR }` secrets are looked up. Default process.env. */
   env?: NodeJS.ProcessEnv;
+  /** Where backends log what clients must not see (upstream error bodies, handlers' own errors); a pino Logger fits. Default: nowhere. */
+  log?: BackendLog;
 }
 
 /** Config → backends → dispatcher → server. Used by main.ts and by end-to-end tests. */
@@ -23,7 +26,7 @@ export async function startApp(config: Config, hooks: AppHooks = {}): Promise<Ap
   // Read secrets before anything is built or listens: a bad path fails the start, not the first call.
   const authTokens = config.server.auth === undefined ? undefined : await readTokens(config.server.auth, hooks.env ?? process.env);
   const tls = config.server.tls === undefined ? undefined : await readTls(config.server.tls);
-  const backends = await backendOptions(config);
+  const backends = await backendOptions(config, hooks.env ?? process.env, hooks.log);
   let dispatcher: Dispatcher;
   try {
     dispatcher = createDispatcher({
@@ -55,12 +58,18 @@ export async function startApp(config: Config, hooks: AppHooks = {}): Promise<Ap
 }
 
 /** Builds every backend of the config; if one fails, releases those already built (their pools). */
-export async function backendOptions(config: Config, env: NodeJS.ProcessEnv = process.env): Promise<BackendOptions[]> {
+export async function backendOptions(config: Config, env: NodeJS.ProcessEnv = process.env, log?: BackendLog): Promise<BackendOptions[]> {
   const out: BackendOptions[] = [];
   try {
     for (const [i, b] of config.backends.entries()) {
       const endpoints = typeof b.workers === "number" ? [] : b.workers.map((w) => w.endpoint).filter((e) => e !== undefined);
-      const { handler, close } = await createBackend(b.kind, b.options, `backends[${i}]`, { endpoints, env });
+      const { handler, close } = await createBackend(b.kind, b.options, `backends[${i}]`, {
+        endpoints,
+        env,
+        idempotent: b.idempotent ?? false,
+        exposeUpstreamErrors: b.exposeUpstreamErrors ?? false,
+        log,
+      });
       out.push({
         name: b.name,
         handler,

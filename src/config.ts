@@ -72,6 +72,8 @@ export interface BackendConfig {
   outlier: OutlierOptions | undefined;
   /** Kind-specific settings, passed to the backend kind as written. */
   options: Record<string, unknown>;
+  idempotent?: boolean;
+  exposeUpstreamErrors?: boolean;
 }
 
 export interface WorkerConfig {

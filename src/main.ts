@@ -48,7 +48,7 @@ async function main(): Promise<number> {
     if (telemetry.prometheusPort !== undefined) {
       log.info({ port: telemetry.prometheusPort }, `metrics at http://${config.telemetry.prometheusHost}:${telemetry.prometheusPort}/metrics`);
     }
-    app = await startApp(config, { observer: telemetry.observer, interceptors: telemetry.interceptors });
+    app = await startApp(config, { observer: telemetry.observer, interceptors: telemetry.interceptors, log });
     log.info(
       { host: app.server.host, port: app.server.port, backends: app.dispatcher.backendNames() },
       `dispatcher listening on ${app.server.host}:${app.server.port}`,

@@ -1,5 +1,5 @@
 import { DispatchError, type HandlerResult } from "../core/index.js";
-import type { BackendInstance, KindContext } from "./registry.js";
+import type { BackendInstance, KindContext } from "./kind.js";
 import { checkKeys, COMMON_KEYS, createUpstreams, mapping, parseCommonOptions, send } from "./upstream.js";
 
 /**
@@ -21,7 +21,7 @@ export function genaiBackend(o: Record<string, unknown>, at: string, kind: KindC
   if (typeof path !== "string" || !path.startsWith("/")) {
     throw new TypeError(`${oat}.path: expected a path starting with "/", got ${JSON.stringify(path)}`);
   }
-  const common = parseCommonOptions(o, oat, kind.env);
+  const common = parseCommonOptions(o, oat, kind);
   const keyVar = o["api_key_env"];
   if (keyVar !== undefined) {
     if (typeof keyVar !== "string" || keyVar === "") {

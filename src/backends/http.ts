@@ -1,5 +1,5 @@
 import type { HandlerResult } from "../core/index.js";
-import type { BackendInstance, KindContext } from "./registry.js";
+import type { BackendInstance, KindContext } from "./kind.js";
 import { checkKeys, COMMON_KEYS, createUpstreams, parseCommonOptions, send } from "./upstream.js";
 
 const METHODS = ["POST", "PUT", "PATCH"];
@@ -22,7 +22,7 @@ export function httpBackend(o: Record<string, unknown>, at: string, kind: KindCo
   if (typeof method !== "string" || !METHODS.includes(method.toUpperCase())) {
     throw new TypeError(`${oat}.method: expected one of ${METHODS.join(", ")}, got ${JSON.stringify(method)}`);
   }
-  const common = parseCommonOptions(o, oat, kind.env);
+  const common = parseCommonOptions(o, oat, kind);
   const upstreams = createUpstreams(kind.endpoints, path, at, "http");
   const verb = method.toUpperCase();
   return {

@@ -1,33 +1,10 @@
-import type { Handler } from "../core/index.js";
 import { echoHandler } from "./echo.js";
 import { genaiBackend } from "./genai.js";
 import { httpBackend } from "./http.js";
+import type { BackendInstance, BackendKind, KindContext } from "./kind.js";
 import { moduleBackend } from "./module.js";
 
-/** A backend's handler, and what to release when the dispatcher has closed (connection pools). */
-export interface BackendInstance {
-  handler: Handler;
-  close?: (() => void | Promise<void>) | undefined;
-}
-
-/** What a kind may know of the backend it serves, beside its options. */
-export interface KindContext {
-  /** The workers' endpoint URLs, in order; empty when the backend gives a worker count. */
-  endpoints: string[];
-  /** Where `{ env: VAR }` secrets are read; process.env in the service. */
-  env: NodeJS.ProcessEnv;
-}
-
-/**
- * Backend kinds the config file can name. Each turns its `options` block
- * into a handler (or a handler and a close hook), throwing a TypeError that
- * names the bad option (`backends[0].options.headers.X: ...`).
- */
-export type BackendKind = (
-  options: Record<string, unknown>,
-  at: string,
-  context: KindContext,
-) => Handler | BackendInstance | Promise<Handler | BackendInstance>;
+export type { BackendInstance, BackendKind, KindContext } from "./kind.js";
 
 const kinds = new Map<string, BackendKind>();
 

@@ -1,11 +1,16 @@
 import { Pool } from "undici";
-import { DispatchError, type ErrorCode, type HandlerContext } from "../core/index.js";
+import { DispatchError, type HandlerContext } from "../core/index.js";
+import { ERROR_BODY_BYTES, statusError, transportError } from "./upstream-errors.js";
+import type { CommonOptions } from "./upstream-options.js";
 
 /**
  * What the http and genai backends share: one keep-alive connection pool per
- * endpoint, configured headers (secrets from the environment), and the
- * mapping of upstream answers and transport failures to DispatchErrors.
+ * endpoint, and sending one request with a bounded read of its answer.
+ * Options live in upstream-options.ts, failure classification in upstream-errors.ts.
  */
+
+export { checkKeys, COMMON_KEYS, DEFAULT_MAX_RESPONSE_BYTES, mapping, parseCommonOptions, parseHeaders, type CommonOptions } from "./upstream-options.js";
+export { codeOfStatus, parseRetryAfter } from "./upstream-errors.js";
 
 /** Where one worker's requests go, fixed by the config: no request field reaches the host or path. */
 export interface Target {
@@ -19,18 +24,6 @@ export interface Upstreams {
   target(ctx: HandlerContext): Target;
   close(): Promise<void>;
 }
-
-/** Options common to the http and genai kinds, validated. */
-export interface CommonOptions {
-  headers: Record<string, string>;
-  maxResponseBytes: number;
-  deadlineHeader: string | undefined;
-}
-
-/** Default for max_response_bytes: grpc-js clients refuse responses over 4 MiB anyway. */
-export const DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
-/** Most characters of an upstream's error body quoted in the error message. */
-const ERROR_BODY_CHARS = 512;
 
 /** One pool per endpoint origin; created at start, connecting on first use. */
 export function createUpstreams(endpoints: readonly string[], path: string, at: string, kind: string): Upstreams {
@@ -73,76 +66,6 @@ export function createUpstreams(endpoints: readonly string[], path: string, at: 
   };
 }
 
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-/** Headers the transport owns. */
-const RESERVED = new Set(["host", "content-length", "connection", "transfer-encoding", "keep-alive", "upgrade", "te", "trailer"]);
-/** Header names whose values are credentials: they must come from the environment, never from the config file. */
-const SECRET = /auth|token|secret|key|cookie|password|credential/i;
-
-/**
- * `headers:` maps a header name to a literal value, or to `{ env: VAR,
- * prefix?: "Bearer " }` read from the environment at start. Credential-like
- * names refuse literals, so a secret never sits in a config file.
- */
-export function parseHeaders(raw: unknown, at: string, env: NodeJS.ProcessEnv): Record<string, string> {
-  if (raw === undefined) return {};
-  const o = mapping(raw, at);
-  const out: Record<string, string> = {};
-  for (const [name, v] of Object.entries(o)) {
-    const where = `${at}.${name}`;
-    if (!TOKEN.test(name)) throw new TypeError(`${where}: not a valid header name`);
-    if (RESERVED.has(name.toLowerCase())) throw new TypeError(`${where}: set by the transport; cannot be configured`);
-    let value: string;
-    if (typeof v === "string") {
-      if (SECRET.test(name)) {
-        throw new TypeError(`${where}: looks like a credential; take it from the environment: { env: VAR_NAME, prefix: "Bearer " }`);
-      }
-      value = v;
-    } else {
-      const s = mapping(v, where);
-      for (const k of Object.keys(s)) {
-        if (k !== "env" && k !== "prefix") throw new TypeError(`${where}.${k}: unknown key; known: env, prefix`);
-      }
-      const varName = s["env"];
-      if (typeof varName !== "string" || varName === "") throw new TypeError(`${where}.env: expected an environment variable name, got ${JSON.stringify(varName)}`);
-      const prefix = s["prefix"] ?? "";
-      if (typeof prefix !== "string") throw new TypeError(`${where}.prefix: expected a string, got ${JSON.stringify(prefix)}`);
-      const secret = env[varName];
-      if (secret === undefined || secret === "") throw new TypeError(`${where}.env: environment variable ${varName} is not set`);
-      value = prefix + secret;
-    }
-    if (/[\r\n\0]/.test(value)) throw new TypeError(`${where}: the value contains a line break or NUL`);
-    out[name.toLowerCase()] = value;
-  }
-  return out;
-}
-
-/** Validates the options both kinds take; returns them and the keys it read. */
-export function parseCommonOptions(o: Record<string, unknown>, at: string, env: NodeJS.ProcessEnv): CommonOptions {
-  const max = o["max_response_bytes"] ?? DEFAULT_MAX_RESPONSE_BYTES;
-  if (typeof max !== "number" || !Number.isInteger(max) || max < 1) {
-    throw new TypeError(`${at}.max_response_bytes: expected a positive integer, got ${JSON.stringify(max)}`);
-  }
-  const dh = o["deadline_header"];
-  if (dh !== undefined && (typeof dh !== "string" || !TOKEN.test(dh))) {
-    throw new TypeError(`${at}.deadline_header: expected a header name, got ${JSON.stringify(dh)}`);
-  }
-  return { headers: parseHeaders(o["headers"], `${at}.headers`, env), maxResponseBytes: max, deadlineHeader: dh?.toLowerCase() };
-}
-
-export const COMMON_KEYS = ["headers", "max_response_bytes", "deadline_header"];
-
-export function checkKeys(o: Record<string, unknown>, keys: readonly string[], at: string, kind: string): void {
-  for (const k of Object.keys(o)) {
-    if (!keys.includes(k)) throw new TypeError(`${at}.${k}: unknown option for kind "${kind}"; known: ${keys.join(", ")}`);
-  }
-}
-
-export function mapping(v: unknown, at: string): Record<string, unknown> {
-  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new TypeError(`${at}: expected a mapping, got ${JSON.stringify(v)}`);
-  return v as Record<string, unknown>;
-}
-
 export interface UpstreamResponse {
   status: number;
   contentType: string;
@@ -153,7 +76,9 @@ export interface UpstreamResponse {
  * Sends one request to `t` and reads the whole answer (bounded). The job's
  * signal aborts it; its deadline bounds the wait for headers and body, and
  * is announced in `deadline_header` when configured. Rejects with a
- * DispatchError for transport failures and for non-2xx answers.
+ * DispatchError for transport failures and for non-2xx answers; the status
+ * is judged before the body is read, so an error status wins over its body's
+ * size (a 500 with 10 MB of HTML is UNAVAILABLE, and only its start is read).
  */
 export async function send(
   t: Target,
@@ -172,6 +97,7 @@ export async function send(
   }
   let res;
   try {
+    // Resolves once the answer's status and headers arrived: a failure before that is in the "request" phase.
     res = await t.pool.request({
       path: t.path,
       method: method as "POST",
@@ -182,7 +108,11 @@ export async function send(
       bodyTimeout: timeout,
     });
   } catch (e) {
-    throw transportError(e, ctx);
+    throw transportError(e, "request", ctx, common);
+  }
+  const status = res.statusCode;
+  if (status < 200 || status > 299) {
+    throw statusError(status, res.headers["retry-after"], await readPrefix(res.body, ERROR_BODY_BYTES), ctx, common);
   }
   const chunks: Buffer[] = [];
   let size = 0;
@@ -196,75 +126,23 @@ export async function send(
       chunks.push(chunk as Buffer);
     }
   } catch (e) {
-    throw e instanceof DispatchError ? e : transportError(e, ctx);
+    throw e instanceof DispatchError ? e : transportError(e, "answer", ctx, common);
   }
-  const out: UpstreamResponse = {
-    status: res.statusCode,
-    contentType: String(res.headers["content-type"] ?? ""),
-    body: Buffer.concat(chunks, size),
-  };
-  if (out.status < 200 || out.status > 299) throw statusError(out, res.headers["retry-after"], ctx.workerId);
-  return out;
+  return { status, contentType: String(res.headers["content-type"] ?? ""), body: Buffer.concat(chunks, size) };
 }
 
-/** Upstream HTTP status → gRPC code (issue 3's table); 429 and 5xx are retryable. */
-export function codeOfStatus(status: number): ErrorCode {
-  switch (status) {
-    case 400:
-    case 422:
-      return "invalid_argument";
-    case 401:
-    case 403:
-      // Our configured credentials were refused, not the caller's: PERMISSION_DENIED, not UNAUTHENTICATED.
-      return "permission_denied";
-    case 404:
-      return "not_found";
-    case 408:
-    case 504:
-      return "deadline_exceeded";
-    case 429:
-      return "resource_exhausted";
+/** The first `limit` bytes of an error body; the rest is dropped with the connection. A failure mid-read keeps what came. */
+async function readPrefix(body: AsyncIterable<unknown> & { destroy(): unknown }, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of body) {
+      chunks.push(chunk as Buffer);
+      size += (chunk as Buffer).length;
+      if (size >= limit) break; // leaving the loop destroys the stream
+    }
+  } catch {
+    // The status already says what happened; a body cut short changes nothing.
   }
-  if (status >= 500) return "unavailable";
-  // Other 4xx: the upstream understood and refused; 1xx/3xx: redirects are not followed (the config fixes the URL).
-  return status >= 400 ? "failed_precondition" : "unknown";
-}
-
-function statusError(r: UpstreamResponse, retryAfter: string | string[] | undefined, workerId: string): DispatchError {
-  const code = codeOfStatus(r.status);
-  const retryable = r.status === 429 || (r.status >= 500 && code === "unavailable");
-  let text = r.body.toString("utf8", 0, Math.min(r.body.length, ERROR_BODY_CHARS * 4)).replace(/\s+/g, " ").trim();
-  if (text.length > ERROR_BODY_CHARS) text = `${text.slice(0, ERROR_BODY_CHARS)}…`;
-  return new DispatchError(code, `upstream ${workerId} answered HTTP ${r.status}${text === "" ? "" : `: ${text}`}`, {
-    retryable,
-    retryAfterMs: retryable ? parseRetryAfter(retryAfter) : undefined,
-  });
-}
-
-/** Retry-After: delay-seconds or an HTTP-date (RFC 9110 §10.2.3), as ms; undefined when absent or unreadable. */
-export function parseRetryAfter(v: string | string[] | undefined, now = Date.now()): number | undefined {
-  const s = Array.isArray(v) ? v[0] : v;
-  if (s === undefined || s.trim() === "") return undefined;
-  if (/^\d+$/.test(s.trim())) return Number(s.trim()) * 1000;
-  const at = Date.parse(s);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
-}
-
-const TIMEOUTS = new Set(["UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT"]);
-
-/** A failure before or while reading the answer: timeouts → DEADLINE_EXCEEDED; reset, refused, … → UNAVAILABLE (retryable). */
-function transportError(e: unknown, ctx: HandlerContext): DispatchError {
-  if (ctx.signal.aborted) return DispatchError.from(ctx.signal.reason, "cancelled");
-  const code = (e as { code?: unknown })?.code;
-  const message = e instanceof Error ? e.message : String(e);
-  if (typeof code === "string" && TIMEOUTS.has(code)) {
-    return new DispatchError("deadline_exceeded", `upstream ${ctx.workerId} did not answer before the deadline`, { cause: e });
-  }
-  if (code === "UND_ERR_INVALID_ARG" || code === "UND_ERR_NOT_SUPPORTED") {
-    return new DispatchError("internal", `request to upstream ${ctx.workerId} could not be built: ${message}`, { cause: e });
-  }
-  return new DispatchError("unavailable", `upstream ${ctx.workerId} unreachable: ${typeof code === "string" ? `${code} ` : ""}${message}`, {
-    retryable: true,
-    cause: e,
-  });
+  return Buffer.concat(chunks, size).subarray(0, limit);
 }

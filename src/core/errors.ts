@@ -56,35 +56,64 @@ export class DispatchError extends Error {
   }
 
   /**
-   * Normalises anything caught into a DispatchError. Unknown errors become
-   * `fallback` (default "internal") with their message kept, so a handler's
-   * failure reaches the caller with its own words.
+   * Normalises anything caught into a DispatchError (connect's
+   * ConnectError.from). An error whose `code` names a gRPC status, in any
+   * spelling ("unavailable", "UNAVAILABLE", "Unavailable", 14, as gRPC
+   * clients and users' handlers throw them), keeps its message and gets that
+   * code; `retryable` and `retryAfterMs` are honoured when it sets them, and
+   * retryable is otherwise false: a retry is a claim about the request that
+   * only the thrower can make. A TimeoutError (`AbortSignal.timeout`) is a
+   * DEADLINE_EXCEEDED, an AbortError a CANCELLED; anything else becomes
+   * `fallback` (default "internal") with its message kept.
    */
   static from(reason: unknown, fallback: ErrorCode = "internal"): DispatchError {
     if (reason instanceof DispatchError) return reason;
-    if (isDispatchErrorLike(reason)) {
-      return new DispatchError(reason.code, reason.message, {
-        retryable: reason.retryable === true,
+    const code = statusCodeOf(reason);
+    if (code !== undefined) {
+      const r = reason as { message?: unknown; rawMessage?: unknown; retryable?: unknown; retryAfterMs?: unknown; metadata?: unknown };
+      // ConnectError's message is prefixed with "[code]"; its rawMessage is what the peer said.
+      const message = typeof r.rawMessage === "string" ? r.rawMessage : typeof r.message === "string" ? r.message : code;
+      const after = r.retryAfterMs;
+      return new DispatchError(code, message, {
+        retryable: r.retryable === true,
+        retryAfterMs: typeof after === "number" && after >= 0 && Number.isFinite(after) ? after : undefined,
+        metadata: stringRecord(r.metadata),
         cause: reason,
       });
     }
     if (reason instanceof Error) {
-      // gRPC clients (connect, grpc-js) raise errors with a numeric status code: keep it.
-      const numeric = (reason as { code?: unknown }).code;
-      if (typeof numeric === "number" && numeric > 0 && numeric < grpcCodes.length) {
-        const msg = (reason as { rawMessage?: unknown }).rawMessage;
-        return new DispatchError(grpcCodes[numeric]!, typeof msg === "string" ? msg : reason.message, {
-          retryable: numeric === 14,
-          cause: reason,
-        });
-      }
-      if (reason.name === "AbortError" || reason.name === "TimeoutError") {
-        return new DispatchError("cancelled", reason.message, { cause: reason });
-      }
+      // A signal that timed out (the handler's own AbortSignal.timeout) is an upstream too slow, not a caller's cancel.
+      if (reason.name === "TimeoutError") return new DispatchError("deadline_exceeded", reason.message, { cause: reason });
+      if (reason.name === "AbortError") return new DispatchError("cancelled", reason.message, { cause: reason });
       return new DispatchError(fallback, reason.message, { cause: reason });
     }
     return new DispatchError(fallback, String(reason));
   }
+}
+
+/**
+ * The status an error names by its `code` property, or undefined when it
+ * names none (a Node system error's "ECONNRESET", say). Accepts any object,
+ * so that errors built by another copy of this module, gRPC clients' errors
+ * and a handler's `{ code: "unavailable", message }` all count.
+ */
+export function statusCodeOf(reason: unknown): ErrorCode | undefined {
+  if (typeof reason !== "object" || reason === null) return undefined;
+  const c = (reason as { code?: unknown }).code;
+  if (typeof c === "number") return Number.isInteger(c) && c > 0 ? grpcCodes[c] : undefined;
+  if (typeof c !== "string") return undefined;
+  // "DeadlineExceeded" (connect's Code names), "deadline-exceeded", "DEADLINE_EXCEEDED", "14" → one spelling.
+  const name = c.trim().replace(/([a-z])([A-Z])/g, "$1_$2").replace(/[\s-]+/g, "_").toLowerCase();
+  const n = /^\d+$/.test(name) ? Number(name) : grpcNames.indexOf(name === "canceled" ? "cancelled" : name);
+  return n > 0 ? grpcCodes[n] : undefined;
+}
+
+/** `v` when it is a plain mapping of strings to strings (what error metadata may be), else undefined. */
+function stringRecord(v: unknown): Record<string, string> | undefined {
+  if (typeof v !== "object" || v === null) return undefined;
+  const proto = Object.getPrototypeOf(v) as unknown;
+  if (proto !== Object.prototype && proto !== null) return undefined; // a Headers (ConnectError's) is no such mapping
+  return Object.values(v).every((x) => typeof x === "string") ? (v as Record<string, string>) : undefined;
 }
 
 /** gRPC status codes by number (https://grpc.github.io/grpc/core/md_doc_statuscodes.html). */
@@ -95,18 +124,9 @@ const grpcCodes: readonly ErrorCode[] = [
   "unimplemented", "internal", "unavailable", "internal" /* data_loss */, "unauthenticated",
 ];
 
-const codes: ReadonlySet<string> = new Set<ErrorCode>([
-  "cancelled", "unknown", "invalid_argument", "deadline_exceeded", "not_found",
-  "permission_denied", "resource_exhausted", "failed_precondition", "aborted",
-  "unimplemented", "internal", "unavailable", "unauthenticated",
-]);
-
-/** Accepts errors from user handlers that carry a code but were built by another copy of this module. */
-function isDispatchErrorLike(v: unknown): v is { code: ErrorCode; message: string; retryable?: unknown } {
-  return (
-    v instanceof Error &&
-    v.name === "DispatchError" &&
-    typeof (v as { code?: unknown }).code === "string" &&
-    codes.has((v as unknown as { code: string }).code)
-  );
-}
+/** gRPC status names by number, as the spec spells them (lower case). */
+const grpcNames: readonly string[] = [
+  "ok", "cancelled", "unknown", "invalid_argument", "deadline_exceeded", "not_found", "already_exists",
+  "permission_denied", "resource_exhausted", "failed_precondition", "aborted", "out_of_range",
+  "unimplemented", "internal", "unavailable", "data_loss", "unauthenticated",
+];

@@ -1,8 +1,9 @@
 import { fromJson, toJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
-import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { App } from "../../src/app.js";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { startApp, type App } from "../../src/app.js";
+import { validateConfig } from "../../src/config.js";
 import { startTestApp } from "../helpers/app.js";
 import { connectClient } from "../helpers/clients.js";
 import { json, startUpstream, type TestUpstream } from "../helpers/upstream.js";
@@ -67,5 +68,30 @@ describe("genai backend", () => {
     await expect(startTestApp({ backends: [{ name: "llm", kind: "genai", endpoints: [up.url], options: { api_key_env: "TEST_GENAI_UNSET" } }] })).rejects.toThrow(
       "backends[0].options.api_key_env: environment variable TEST_GENAI_UNSET is not set",
     );
+  });
+
+  it("does not hand the configured key to the client when the upstream quotes it back", async () => {
+    // What OpenAI answers to a wrong key: the key itself, in the error body.
+    const refusing = await startUpstream((req, res) =>
+      json(res, 401, { error: { message: `Incorrect API key provided: ${String(req.headers["authorization"]).slice(7)}.`, code: "invalid_api_key" } }),
+    );
+    const logged: unknown[] = [];
+    const keep = (obj: object, msg?: string) => logged.push({ obj, msg });
+    const config = validateConfig({
+      server: { port: 0, shutdown_grace: "2s" },
+      backends: [{ name: "llm", kind: "genai", endpoints: [{ url: refusing.url, name: "openai" }], options: { model: "m", api_key_env: "TEST_GENAI_KEY" } }],
+    });
+    const a = await startApp(config, { env: { TEST_GENAI_KEY: "sk-live-123" }, log: { error: keep, warn: keep, info: keep, debug: keep } });
+    try {
+      const err = await connectClient(a.server.port)
+        .submit({ backend: "llm", payload: value({ messages: [{ role: "user", content: "hi" }] }) })
+        .then(() => undefined, (x: unknown) => ConnectError.from(x));
+      expect(err?.code).toBe(Code.PermissionDenied);
+      expect(err!.rawMessage).toBe("upstream llm/openai answered HTTP 401 Unauthorized");
+      expect(JSON.stringify(logged)).toContain("Incorrect API key provided: sk-live-123");
+    } finally {
+      await a.close();
+      await refusing.close();
+    }
   });
 });

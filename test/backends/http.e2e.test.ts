@@ -3,7 +3,8 @@ import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterEach, describe, expect, it } from "vitest";
 import { WorkerState } from "../../gen/dispatcher/v1/dispatcher_pb.js";
-import type { App } from "../../src/app.js";
+import { startApp, type App } from "../../src/app.js";
+import { validateConfig } from "../../src/config.js";
 import { startTestApp } from "../helpers/app.js";
 import { connectClient } from "../helpers/clients.js";
 import { json, startUpstream, type TestUpstream } from "../helpers/upstream.js";
@@ -31,6 +32,25 @@ async function app(backend: Record<string, unknown>) {
   apps.push(a);
   return { app: a, client: connectClient(a.server.port) };
 }
+
+/** A logger that keeps what it is given, as pino would write it. */
+function memoryLog() {
+  const lines: { level: string; msg: string | undefined; obj: Record<string, unknown> }[] = [];
+  const at = (level: string) => (obj: object, msg?: string) => lines.push({ level, msg, obj: obj as Record<string, unknown> });
+  return { lines, log: { error: at("error"), warn: at("warn"), info: at("info"), debug: at("debug") }, text: () => JSON.stringify(lines, (k, v: unknown) => (v instanceof Error ? `${v.message}` : v)) };
+}
+
+/** The service with backend-level keys set on the validated config (exposeUpstreamErrors, idempotent) and a logger. */
+async function appWith(backend: Record<string, unknown>, keys: { exposeUpstreamErrors?: boolean; idempotent?: boolean }) {
+  const config = validateConfig({ server: { port: 0, shutdown_grace: "2s" }, backends: [{ name: "up", kind: "http", ...noEjection, ...backend }] });
+  Object.assign(config.backends[0]!, keys);
+  const mem = memoryLog();
+  const a = await startApp(config, { log: mem.log });
+  apps.push(a);
+  return { app: a, client: connectClient(a.server.port), ...mem };
+}
+
+const failure = (p: Promise<unknown>) => p.then(() => undefined, (x: unknown) => ConnectError.from(x));
 
 describe("http backend", () => {
   it("forwards a JSON payload to the endpoint's URL and returns the JSON answer", async () => {
@@ -61,21 +81,45 @@ describe("http backend", () => {
     [500, Code.Unavailable], [502, Code.Unavailable], [503, Code.Unavailable],
   ];
   for (const [status, code] of table) {
-    it(`maps upstream HTTP ${status} to ${Code[code]}, quoting the error body (truncated)`, async () => {
+    it(`maps upstream HTTP ${status} to ${Code[code]}, telling the client the status line only`, async () => {
       const u = await upstream((req, res) => {
-        res.writeHead(status, { "content-type": "text/plain" });
+        res.writeHead(status, "Custom Reason sk-secret", { "content-type": "text/plain" });
         res.end(`reason for ${status} ${"x".repeat(2000)}`);
       });
-      const { client } = await app({ endpoints: [u.url] });
-      const err = await client.submit({ backend: "up", payload: value(null) }).then(
-        () => undefined,
-        (x: unknown) => ConnectError.from(x),
-      );
+      const { client, text } = await appWith({ endpoints: [u.url] }, {});
+      const err = await failure(client.submit({ backend: "up", payload: value(null) }));
       expect(err?.code).toBe(code);
-      expect(err!.rawMessage).toContain(`HTTP ${status}: reason for ${status}`);
-      expect(err!.rawMessage.length).toBeLessThan(700);
+      expect(err!.rawMessage).toMatch(new RegExp(`^upstream up/0 answered HTTP ${status} [A-Z][A-Za-z -]+$`));
+      expect(err!.rawMessage).not.toContain("sk-secret");
+      // The body went to the log instead, truncated.
+      expect(text()).toContain(`reason for ${status} xxx`);
+      expect(text().length).toBeLessThan(2000);
     });
   }
+
+  it("quotes the upstream's error body (truncated) with expose_upstream_errors", async () => {
+    const u = await upstream((req, res) => {
+      res.writeHead(422, { "content-type": "text/plain" });
+      res.end(`field "q" is required ${"x".repeat(2000)}`);
+    });
+    const { client } = await appWith({ endpoints: [u.url] }, { exposeUpstreamErrors: true });
+    const err = await failure(client.submit({ backend: "up", payload: value(null) }));
+    expect(err?.code).toBe(Code.InvalidArgument);
+    expect(err!.rawMessage).toContain('HTTP 422 Unprocessable Entity: field "q" is required xxx');
+    expect(err!.rawMessage.length).toBeLessThan(700);
+  });
+
+  it("names the worker, never the upstream's address, when the connection fails", async () => {
+    const closed = await startUpstream(() => undefined);
+    await closed.close();
+    const port = new URL(closed.url).port;
+    const { client, text } = await appWith({ endpoints: [{ url: closed.url, name: "db" }] }, {});
+    const err = await failure(client.submit({ backend: "up" }));
+    expect(err?.code).toBe(Code.Unavailable);
+    expect(err!.rawMessage).toBe("upstream up/db refused the connection");
+    expect(err!.rawMessage).not.toContain(port);
+    expect(text()).toContain(`127.0.0.1:${port}`); // operators still see where
+  });
 
   it("maps a refused connection and a reset to UNAVAILABLE", async () => {
     const closed = await startUpstream(() => undefined);
