@@ -99,6 +99,12 @@ export class Attempts {
       return;
     }
     job.result = r;
+    if (job.sink !== undefined) {
+      // One answer to a streaming caller is one chunk; it stays queued for the caller after the job settles.
+      this.chunkPulled(run);
+      job.sink.push({ json: r.json, binary: r.binary, metadata: r.metadata }).catch(() => undefined);
+      job.result = { json: null, metadata: r.metadata };
+    }
     this.life.settle(job, "ok", undefined);
   }
 

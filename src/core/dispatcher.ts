@@ -12,6 +12,7 @@ import { nonNegativeNumber, validateBackendOptions, type BackendOptions, type Di
 import { createPolicy } from "./policy.js";
 import { rejectionWorker, selectWorker } from "./select.js";
 import { snapshotBackends, type WorkerSnapshot } from "./snapshot.js";
+import { StreamSink, type StreamEvent } from "./stream.js";
 import { Worker } from "./worker.js";
 
 export interface SubmitOptions {
@@ -34,6 +35,11 @@ export interface SubmitOptions {
 /** Longest tenant name: tenants come from clients, and each queued tenant holds its name. */
 export const MAX_TENANT_LENGTH = 128;
 
+export interface JobStream {
+  events: AsyncIterable<StreamEvent>;
+  result: Promise<JobResult>;
+}
+
 export interface JobResult {
   payload: HandlerResult;
   metadata: Record<string, string> | undefined;
@@ -53,8 +59,16 @@ export type { WorkerSnapshot } from "./snapshot.js";
 export interface Dispatcher {
   /** Adds a backend; throws a TypeError naming a bad option, or if the name is taken. */
   register(backend: BackendOptions): void;
-  /** Runs one job; rejects with a DispatchError. */
+  /** Runs one job; rejects with a DispatchError. A streaming handler's chunks are collected into one answer. */
   submit(request: SubmitOptions): Promise<JobResult>;
+  /**
+   * Runs one job and streams its events (DESIGN.md §9): `started` for each
+   * attempt, then the chunks, pulled from the handler no faster than `events`
+   * is read; `result` settles when the stream ends (or with the job's error).
+   * Leaving `events` early cancels the job. A handler that returns one
+   * result streams it as one chunk.
+   */
+  submitStream(request: SubmitOptions): JobStream;
   /** Current load of every worker, or of the named backends' workers. */
   snapshot(backends?: readonly string[]): WorkerSnapshot[];
   backendNames(): string[];
@@ -125,6 +139,20 @@ class DispatcherImpl implements Dispatcher {
   }
 
   submit(req: SubmitOptions): Promise<JobResult> {
+    return this.admit(req, undefined);
+  }
+
+  submitStream(req: SubmitOptions): JobStream {
+    const sink = new StreamSink();
+    const stop = new AbortController();
+    const signal = req.signal === undefined ? stop.signal : AbortSignal.any([req.signal, stop.signal]);
+    const result = this.admit({ ...req, signal }, sink);
+    // A refused call never reached a worker: its stream ends with the refusal.
+    result.catch((e: unknown) => sink.end(DispatchError.from(e)));
+    return { events: streamEvents(sink, stop), result };
+  }
+
+  private admit(req: SubmitOptions, sink: StreamSink | undefined): Promise<JobResult> {
     if (this.closing) return this.refuse(req.backend, undefined, new DispatchError("unavailable", "the dispatcher is shutting down"));
     const entry = this.entries.get(req.backend);
     if (entry === undefined) {
@@ -177,6 +205,7 @@ class DispatcherImpl implements Dispatcher {
     const job = new Job(life, entry, w, sel.affinity, sessionId, req.payload ?? { json: null },
       req.metadata ?? {}, req.signal, deadline, now, priority, tenant);
     job.predictedWaitMs = estimate;
+    job.sink = sink;
     const promise = new Promise<JobResult>((resolve, reject) => {
       job.resolve = resolve;
       job.reject = reject;
@@ -304,6 +333,17 @@ class DispatcherImpl implements Dispatcher {
   private abortAll(): void {
     this.graceTimer = undefined;
     this.life.abortAll([...this.entries.values()].flatMap((e) => e.workers));
+  }
+}
+
+/** The caller's view of a sink; leaving early (break, return, throw) cancels the job. */
+async function* streamEvents(sink: StreamSink, stop: AbortController): AsyncGenerator<StreamEvent> {
+  let finished = false;
+  try {
+    for (let e = await sink.next(); e !== undefined; e = await sink.next()) yield e;
+    finished = true;
+  } finally {
+    if (!finished) stop.abort();
   }
 }
 

@@ -1,9 +1,11 @@
 // The core: transport-free and telemetry-free. Node built-ins only.
 export { createDispatcher } from "./dispatcher.js";
-export type { Dispatcher, SubmitOptions, JobResult, WorkerSnapshot } from "./dispatcher.js";
+export type { Dispatcher, SubmitOptions, JobResult, JobStream, WorkerSnapshot } from "./dispatcher.js";
+export type { StreamEvent } from "./stream.js";
 export { DispatchError } from "./errors.js";
 export type { AbortReason, ErrorCode, DispatchErrorOptions } from "./errors.js";
-export type { Handler, HandlerContext, HandlerResult, Payload } from "./handler.js";
+export type { Chunk, ChunkStream, Handler, HandlerContext, HandlerResult, Payload } from "./handler.js";
+export { isChunkStream } from "./handler.js";
 export { combineObservers } from "./observer.js";
 export type { AffinityOutcome, DispatchObserver, JobOutcome, JobState, JobView } from "./observer.js";
 export type { AffinityOptions, BackendOptions, DispatcherOptions, OutlierOptions, RetryOptions, SchedulingOptions, WorkerOptions } from "./options.js";

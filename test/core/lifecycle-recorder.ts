@@ -73,7 +73,10 @@ export class LifecycleRecorder implements DispatchObserver {
     const t = this.jobs.get(job);
     if (t?.last !== "started") this.bad(job, `retrying after ${t?.last}`);
     else t.last = "retrying";
-    if (this.handlerEnds.get(`${this.ids(job)}#${job.attempt}`) !== "failed") this.bad(job, "retried though its handler did not fail");
+    // A stream's first-chunk or stall timeout fails the attempt before its handler hears of it.
+    if (this.handlerEnds.get(`${this.ids(job)}#${job.attempt}`) !== "failed" && error.abortReason !== "timeout") {
+      this.bad(job, "retried though its handler did not fail");
+    }
     if (!error.retryable) this.bad(job, `retried a non-retryable ${error.code}`);
     this.add(this.inflight, job.workerId, -1);
     this.fault(job.workerId, error);
@@ -121,7 +124,7 @@ export class LifecycleRecorder implements DispatchObserver {
         break;
       case "error":
         if (from === "running") {
-          if (handler !== "failed") this.bad(job, `error though the handler ${handler ?? "had not ended"}`);
+          if (handler !== "failed" && error?.abortReason !== "timeout") this.bad(job, `error though the handler ${handler ?? "had not ended"}`);
           this.fault(job.workerId, error!);
         } else if (from !== "backoff") this.bad(job, `error from ${from}`);
         break;

@@ -28,8 +28,11 @@ import { LifecycleRecorder, type HandlerEnd } from "./lifecycle-recorder.js";
 const SLACK_MS = 2;
 const EJECT_AFTER = 2;
 
-type Behaviour = "ok" | "ok-sync" | "fail-retryable" | "fail-final" | "throw-sync" | "hang" | "hang-deaf" | "ok-late";
-const behaviours: Behaviour[] = ["ok", "ok", "ok-sync", "fail-retryable", "fail-retryable", "fail-final", "throw-sync", "hang", "hang-deaf", "ok-late"];
+type Behaviour = "ok" | "ok-sync" | "fail-retryable" | "fail-final" | "throw-sync" | "hang" | "hang-deaf" | "ok-late" | "stream" | "stream-stall";
+const behaviours: Behaviour[] = [
+  "ok", "ok", "ok-sync", "fail-retryable", "fail-retryable", "fail-final", "throw-sync", "hang", "hang-deaf", "ok-late", "stream", "stream",
+  "stream-stall",
+];
 
 export interface RunResult {
   violations: string[];
@@ -104,6 +107,25 @@ export async function runScenario(seed: number, real: boolean, extra?: DispatchO
       case "ok-late":
         // Ignores its signal and answers anyway: the answer must be dropped if the job has settled.
         return sleep(d + ms(20)).then(() => (end("ok"), payload));
+      case "stream":
+      case "stream-stall":
+        return (async function* () {
+          try {
+            for (let i = 0; i < 3; i++) {
+              await sleep(ms(int(0, 10)));
+              if (b === "stream-stall" && i === 1) {
+                // Stalls until aborted (the stall timeout, the deadline, a cancel or shutdown).
+                await new Promise((_, reject) => ctx.signal.addEventListener("abort", () => reject(ctx.signal.reason)));
+              }
+              yield { text: `${id}.${i}` };
+            }
+          } catch (e) {
+            end("failed");
+            throw e;
+          }
+          end("ok");
+          return { chunks: "3" };
+        })();
     }
   };
 
@@ -121,6 +143,8 @@ export async function runScenario(seed: number, real: boolean, extra?: DispatchO
         maxConcurrency: int(1, 2),
         queueCapacity: int(0, 3),
         timeoutMs: random() < 0.5 ? 0 : ms(int(15, 60)),
+        firstChunkTimeoutMs: random() < 0.5 ? 0 : ms(int(5, 20)),
+        stallTimeoutMs: random() < 0.5 ? 0 : ms(int(5, 20)),
         affinity: { ttlMs: 1_000 },
         retry: retry ? { maxAttempts: 3, initialBackoffMs: 4, maxBackoffMs: 10, budgetPercent: 100, minRetryConcurrency: 100 } : undefined,
         scheduling: {
@@ -148,10 +172,22 @@ export async function runScenario(seed: number, real: boolean, extra?: DispatchO
     const session = random() < 0.5 ? "" : `s${int(0, 2)}`;
     const priority = random() < 0.3 ? undefined : int(0, 4);
     const tenant = random() < 0.3 ? "" : `t${int(0, 2)}`;
+    const streaming = random() < 0.3;
     ops.push({
       at,
       run: () => {
-        const p = d.submit({ backend: "b", sessionId: session, metadata: { id }, signal: ac.signal, timeoutMs, priority, tenant });
+        const request = { backend: "b", sessionId: session, metadata: { id }, signal: ac.signal, timeoutMs, priority, tenant };
+        let p;
+        if (streaming) {
+          // A streaming caller reads every event, as a client does; its answer is the job's result.
+          const job = d.submitStream(request);
+          void (async () => {
+            for await (const e of job.events) if (e.type === "chunk" && random() < 0.3) await sleep(ms(int(0, 5)));
+          })().catch(() => undefined);
+          p = job.result;
+        } else {
+          p = d.submit(request);
+        }
         answers.push(
           p.then(
             (): [string, string] => (answered++, [id, "ok"]),
