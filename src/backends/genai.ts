@@ -1,6 +1,7 @@
-import { DispatchError, type HandlerResult } from "../core/index.js";
+import { DispatchError, type Chunk, type ChunkStream, type HandlerContext, type HandlerResult } from "../core/index.js";
+import { serverSentEvents } from "./event-stream.js";
 import type { BackendInstance, KindContext } from "./kind.js";
-import { checkKeys, COMMON_KEYS, createUpstreams, mapping, parseCommonOptions, send } from "./upstream.js";
+import { checkKeys, COMMON_KEYS, createUpstreams, mapping, open, parseCommonOptions, send, type CommonOptions, type Target } from "./upstream.js";
 
 /**
  * kind "genai": an OpenAI-compatible chat completion, `POST
@@ -8,6 +9,10 @@ import { checkKeys, COMMON_KEYS, createUpstreams, mapping, parseCommonOptions, s
  * Ollama and most gateways speak. The job's JSON payload is the request body
  * (config `defaults` beneath it, `model` from the config when absent); the
  * upstream's JSON answer is the result, its token usage in the metadata.
+ * With `"stream": true` the answer streams (server-sent events): content
+ * deltas as text chunks, tool-call deltas as JSON chunks, the finish reason
+ * in a chunk's metadata, token usage (asked for with
+ * stream_options.include_usage) in the stream's final metadata.
  */
 export function genaiBackend(o: Record<string, unknown>, at: string, kind: KindContext): BackendInstance {
   const oat = `${at}.options`;
@@ -33,16 +38,20 @@ export function genaiBackend(o: Record<string, unknown>, at: string, kind: KindC
   }
   const upstreams = createUpstreams(kind.endpoints, path, at, "genai");
   return {
-    handler: async (request, ctx): Promise<HandlerResult> => {
+    handler: async (request, ctx): Promise<HandlerResult | ChunkStream> => {
       const body = request.json;
       if (typeof body !== "object" || body === null || Array.isArray(body)) {
         throw new DispatchError("invalid_argument", "json: expected a chat completion request object ({ messages: [...] })");
       }
       const req = { ...defaults, ...(body as Record<string, unknown>) };
-      if (req["stream"] === true) throw new DispatchError("invalid_argument", "json.stream: streaming is not supported; Submit returns one answer");
       if (req["model"] === undefined) {
         if (model === undefined) throw new DispatchError("invalid_argument", "json.model: required (the backend's config names no model)");
         req["model"] = model;
+      }
+      if (req["stream"] === true) {
+        const options = typeof req["stream_options"] === "object" && req["stream_options"] !== null ? req["stream_options"] : {};
+        req["stream_options"] = { ...options, include_usage: true };
+        return chatStream(upstreams.target(ctx), ctx, common, JSON.stringify(req));
       }
       const res = await send(upstreams.target(ctx), ctx, common, "POST", JSON.stringify(req), "application/json");
       let json: unknown;
@@ -55,6 +64,42 @@ export function genaiBackend(o: Record<string, unknown>, at: string, kind: KindC
     },
     close: () => upstreams.close(),
   };
+}
+
+/**
+ * The chunks of a streamed chat completion. A generator, so that the
+ * dispatcher's first-chunk timeout covers the whole wait for the first token
+ * (connection, headers and first event), and an error status before it is a
+ * failure of the attempt that may fail over.
+ */
+async function* chatStream(t: Target, ctx: HandlerContext, common: CommonOptions, body: string): AsyncGenerator<Chunk, Record<string, string>> {
+  const res = await open(t, ctx, common, "POST", body, "application/json");
+  let final: Record<string, string> = {};
+  for await (const e of serverSentEvents(res, ctx, common)) {
+    if (e.data === "[DONE]") break;
+    let event: unknown;
+    try {
+      event = JSON.parse(e.data);
+    } catch {
+      throw new DispatchError("unavailable", `upstream ${ctx.workerId} sent a stream event that is not JSON`);
+    }
+    const usage = usageOf(event);
+    if (Object.keys(usage).length > (usage["model"] === undefined ? 0 : 1)) final = { ...final, ...usage };
+    else if (usage["model"] !== undefined) final["model"] = usage["model"];
+    const choice = (event as { choices?: { delta?: Record<string, unknown>; finish_reason?: unknown }[] }).choices?.[0];
+    if (choice === undefined) continue;
+    const delta = choice.delta ?? {};
+    const chunk: Chunk = {};
+    if (typeof delta["content"] === "string" && delta["content"] !== "") chunk.text = delta["content"];
+    if (delta["tool_calls"] !== undefined) chunk.json = { tool_calls: delta["tool_calls"] };
+    if (typeof choice.finish_reason === "string") {
+      chunk.metadata = { finish_reason: choice.finish_reason };
+      final["finish_reason"] = choice.finish_reason;
+    }
+    // A delta with only a role, or nothing, is not a chunk: the first chunk is the first content.
+    if (chunk.text !== undefined || chunk.json !== undefined || chunk.metadata !== undefined) yield chunk;
+  }
+  return final;
 }
 
 /** Token usage and model of an OpenAI-style answer, as response metadata; cached_tokens shows what affinity saves. */

@@ -1,6 +1,7 @@
-import type { HandlerResult } from "../core/index.js";
+import { DispatchError, type Chunk, type ChunkStream, type HandlerContext, type HandlerResult } from "../core/index.js";
+import { lines, serverSentEvents, streamKind } from "./event-stream.js";
 import type { BackendInstance, KindContext } from "./kind.js";
-import { checkKeys, COMMON_KEYS, createUpstreams, parseCommonOptions, send } from "./upstream.js";
+import { checkKeys, COMMON_KEYS, createUpstreams, open, parseCommonOptions, readAll, type CommonOptions, type OpenResponse } from "./upstream.js";
 
 const METHODS = ["POST", "PUT", "PATCH"];
 
@@ -8,7 +9,9 @@ const METHODS = ["POST", "PUT", "PATCH"];
  * kind "http": forwards each job to its worker's endpoint URL. A JSON payload
  * is sent as an application/json body, a binary one as
  * application/octet-stream; a 2xx answer comes back as JSON when the upstream
- * says so, else as binary. Options: path, method, headers,
+ * says so, else as binary. A text/event-stream or NDJSON answer streams: each
+ * event's data as a text chunk (its name in the chunk's metadata), each NDJSON
+ * line as a JSON chunk. Options: path, method, headers,
  * max_response_bytes, deadline_header (docs/backends.md).
  */
 export function httpBackend(o: Record<string, unknown>, at: string, kind: KindContext): BackendInstance {
@@ -26,12 +29,15 @@ export function httpBackend(o: Record<string, unknown>, at: string, kind: KindCo
   const upstreams = createUpstreams(kind.endpoints, path, at, "http");
   const verb = method.toUpperCase();
   return {
-    handler: async (request, ctx): Promise<HandlerResult> => {
+    handler: async (request, ctx): Promise<HandlerResult | ChunkStream> => {
       const target = upstreams.target(ctx);
-      const res =
+      const opened =
         request.binary !== undefined
-          ? await send(target, ctx, common, verb, request.binary, "application/octet-stream")
-          : await send(target, ctx, common, verb, JSON.stringify(request.json ?? null), "application/json");
+          ? await open(target, ctx, common, verb, request.binary, "application/octet-stream")
+          : await open(target, ctx, common, verb, JSON.stringify(request.json ?? null), "application/json");
+      const kind = streamKind(opened.contentType);
+      if (kind !== undefined) return passThrough(opened, kind, ctx, common);
+      const res = await readAll(opened, ctx, common);
       const metadata = { http_status: String(res.status) };
       if (res.body.length === 0) return { json: null, metadata };
       if (/^application\/(?:[\w.+-]+\+)?json\b/i.test(res.contentType)) {
@@ -45,4 +51,24 @@ export function httpBackend(o: Record<string, unknown>, at: string, kind: KindCo
     },
     close: () => upstreams.close(),
   };
+}
+
+/** A streamed upstream answer, passed through as chunks. */
+async function* passThrough(res: OpenResponse, kind: "sse" | "ndjson", ctx: HandlerContext, common: CommonOptions): AsyncGenerator<Chunk, Record<string, string>> {
+  const metadata = { http_status: String(res.status) };
+  if (kind === "sse") {
+    for await (const e of serverSentEvents(res, ctx, common)) yield e.event === undefined ? { text: e.data } : { text: e.data, metadata: { event: e.event } };
+    return metadata;
+  }
+  for await (const line of lines(res, ctx, common)) {
+    if (line.trim() === "") continue;
+    let json: unknown;
+    try {
+      json = JSON.parse(line);
+    } catch {
+      throw new DispatchError("unavailable", `upstream ${ctx.workerId} sent an NDJSON line that is not JSON`);
+    }
+    yield { json };
+  }
+  return metadata;
 }

@@ -29,14 +29,18 @@ export async function createBackend(
 }
 
 registerBackendKind("echo", (o, at) => {
-  const delayMs = o["delay_ms"] ?? 0;
-  if (typeof delayMs !== "number" || !(delayMs >= 0)) {
-    throw new TypeError(`${at}.options.delay_ms: expected a number ≥ 0, got ${JSON.stringify(delayMs)}`);
-  }
+  const known = ["delay_ms", "stream_chunks", "chunk_delay_ms"];
   for (const k of Object.keys(o)) {
-    if (k !== "delay_ms") throw new TypeError(`${at}.options.${k}: unknown option for kind "echo"; known: delay_ms`);
+    if (!known.includes(k)) throw new TypeError(`${at}.options.${k}: unknown option for kind "echo"; known: ${known.join(", ")}`);
   }
-  return echoHandler({ delayMs });
+  const num = (k: string, max = Infinity): number => {
+    const v = o[k] ?? 0;
+    if (typeof v !== "number" || !(v >= 0) || v > max) {
+      throw new TypeError(`${at}.options.${k}: expected a number 0-${max === Infinity ? "…" : max}, got ${JSON.stringify(v)}`);
+    }
+    return v;
+  };
+  return echoHandler({ delayMs: num("delay_ms"), streamChunks: Math.floor(num("stream_chunks", 10_000)), chunkDelayMs: num("chunk_delay_ms") });
 });
 registerBackendKind("http", httpBackend);
 registerBackendKind("genai", genaiBackend);

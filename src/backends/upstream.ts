@@ -72,22 +72,29 @@ export interface UpstreamResponse {
   body: Buffer;
 }
 
+/** An answer whose status was 2xx, with its body still to be read. */
+export interface OpenResponse {
+  status: number;
+  contentType: string;
+  body: AsyncIterable<Buffer> & { destroy(): unknown };
+}
+
 /**
- * Sends one request to `t` and reads the whole answer (bounded). The job's
- * signal aborts it; its deadline bounds the wait for headers and body, and
- * is announced in `deadline_header` when configured. Rejects with a
- * DispatchError for transport failures and for non-2xx answers; the status
+ * Sends one request to `t` and waits for its answer's status and headers.
+ * The job's signal aborts it; its deadline bounds the wait for headers and
+ * body, and is announced in `deadline_header` when configured. Rejects with
+ * a DispatchError for transport failures and for non-2xx answers; the status
  * is judged before the body is read, so an error status wins over its body's
  * size (a 500 with 10 MB of HTML is UNAVAILABLE, and only its start is read).
  */
-export async function send(
+export async function open(
   t: Target,
   ctx: HandlerContext,
   common: CommonOptions,
   method: string,
   body: Uint8Array | string,
   contentType: string,
-): Promise<UpstreamResponse> {
+): Promise<OpenResponse> {
   const headers: Record<string, string> = { ...common.headers, ...ctx.traceHeaders(), "content-type": contentType };
   // 0 disables undici's own timers: the job's signal (backend timeout, deadline) is then the bound.
   let timeout = 0;
@@ -114,21 +121,38 @@ export async function send(
   if (status < 200 || status > 299) {
     throw statusError(status, res.headers["retry-after"], await readPrefix(res.body, ERROR_BODY_BYTES), ctx, common);
   }
+  return { status, contentType: String(res.headers["content-type"] ?? ""), body: res.body as OpenResponse["body"] };
+}
+
+/** Reads a whole 2xx answer, bounded by max_response_bytes. */
+export async function readAll(res: OpenResponse, ctx: HandlerContext, common: CommonOptions): Promise<UpstreamResponse> {
   const chunks: Buffer[] = [];
   let size = 0;
   try {
     for await (const chunk of res.body) {
-      size += (chunk as Buffer).length;
+      size += chunk.length;
       if (size > common.maxResponseBytes) {
         res.body.destroy();
         throw new DispatchError("resource_exhausted", `upstream ${ctx.workerId} sent more than max_response_bytes (${common.maxResponseBytes})`);
       }
-      chunks.push(chunk as Buffer);
+      chunks.push(chunk);
     }
   } catch (e) {
     throw e instanceof DispatchError ? e : transportError(e, "answer", ctx, common);
   }
-  return { status, contentType: String(res.headers["content-type"] ?? ""), body: Buffer.concat(chunks, size) };
+  return { status: res.status, contentType: res.contentType, body: Buffer.concat(chunks, size) };
+}
+
+/** open() then readAll(): one request, its whole answer. */
+export async function send(
+  t: Target,
+  ctx: HandlerContext,
+  common: CommonOptions,
+  method: string,
+  body: Uint8Array | string,
+  contentType: string,
+): Promise<UpstreamResponse> {
+  return readAll(await open(t, ctx, common, method, body, contentType), ctx, common);
 }
 
 /** The first `limit` bytes of an error body; the rest is dropped with the connection. A failure mid-read keeps what came. */

@@ -61,7 +61,6 @@ describe("genai backend", () => {
   it("refuses what it cannot forward", async () => {
     const client = connectClient(app.server.port);
     await expect(client.submit({ backend: "llm", payload: { case: "binary", value: new Uint8Array([1]) } })).rejects.toMatchObject({ code: Code.InvalidArgument });
-    await expect(client.submit({ backend: "llm", payload: value({ stream: true, messages: [] }) })).rejects.toMatchObject({ code: Code.InvalidArgument });
   });
 
   it("needs its API key variable set at start", async () => {

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file dispatcher/v1/dispatcher.proto.
  */
 export const file_dispatcher_v1_dispatcher: GenFile = /*@__PURE__*/
-  fileDesc("Ch5kaXNwYXRjaGVyL3YxL2Rpc3BhdGNoZXIucHJvdG8SDWRpc3BhdGNoZXIudjEi6AEKDVN1Ym1pdFJlcXVlc3QSDwoHYmFja2VuZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEiYKBGpzb24YAyABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYBCABKAxIABI8CghtZXRhZGF0YRgFIAMoCzIqLmRpc3BhdGNoZXIudjEuU3VibWl0UmVxdWVzdC5NZXRhZGF0YUVudHJ5Gi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIJCgdwYXlsb2FkIu8CCg5TdWJtaXRSZXNwb25zZRImCgRqc29uGAEgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAIgASgMSAASEQoJd29ya2VyX2lkGAMgASgJEhQKDGFmZmluaXR5X2hpdBgEIAEoCBItCgpxdWV1ZV93YWl0GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCWV4ZWN1dGlvbhgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI9CghtZXRhZGF0YRgHIAMoCzIrLmRpc3BhdGNoZXIudjEuU3VibWl0UmVzcG9uc2UuTWV0YWRhdGFFbnRyeRIQCghhZmZpbml0eRgIIAEoCRIQCghhdHRlbXB0cxgJIAEoDRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCQoHcGF5bG9hZCJVChRXb3JrZXJNZXRyaWNzUmVxdWVzdBIQCghiYWNrZW5kcxgBIAMoCRIrCghpbnRlcnZhbBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJvChVXb3JrZXJNZXRyaWNzUmVzcG9uc2USKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoHd29ya2VycxgCIAMoCzIbLmRpc3BhdGNoZXIudjEuV29ya2VyTWV0cmljIooECgxXb3JrZXJNZXRyaWMSEQoJd29ya2VyX2lkGAEgASgJEg8KB2JhY2tlbmQYAiABKAkSEAoIaW5mbGlnaHQYAyABKA0SEQoJcXVldWVfbGVuGAQgASgNEhYKDnF1ZXVlX2NhcGFjaXR5GAUgASgNEhcKD21heF9jb25jdXJyZW5jeRgGIAEoDRIRCgljb21wbGV0ZWQYByABKAQSDgoGZXJyb3JzGAggASgEEhAKCHJlamVjdGVkGAkgASgEEhAKCHNlc3Npb25zGAogASgEEikKBXN0YXRlGAsgASgOMhouZGlzcGF0Y2hlci52MS5Xb3JrZXJTdGF0ZRIxCg5xdWV1ZV93YWl0X3A1MBgMIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIxCg5xdWV1ZV93YWl0X3A5ORgNIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIwCg1leGVjdXRpb25fcDUwGA4gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjAKDWV4ZWN1dGlvbl9wOTkYDyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEQoJY2FuY2VsbGVkGBAgASgEEhAKCGVuZHBvaW50GBEgASgJEgwKBGxvYWQYEiABKAESEQoJZWplY3Rpb25zGBMgASgEKnoKC1dvcmtlclN0YXRlEhwKGFdPUktFUl9TVEFURV9VTlNQRUNJRklFRBAAEhgKFFdPUktFUl9TVEFURV9TRVJWSU5HEAESGAoUV09SS0VSX1NUQVRFX0VKRUNURUQQAhIZChVXT1JLRVJfU1RBVEVfRFJBSU5JTkcQAzK4AQoRRGlzcGF0Y2hlclNlcnZpY2USRQoGU3VibWl0EhwuZGlzcGF0Y2hlci52MS5TdWJtaXRSZXF1ZXN0Gh0uZGlzcGF0Y2hlci52MS5TdWJtaXRSZXNwb25zZRJcCg1Xb3JrZXJNZXRyaWNzEiMuZGlzcGF0Y2hlci52MS5Xb3JrZXJNZXRyaWNzUmVxdWVzdBokLmRpc3BhdGNoZXIudjEuV29ya2VyTWV0cmljc1Jlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("Ch5kaXNwYXRjaGVyL3YxL2Rpc3BhdGNoZXIucHJvdG8SDWRpc3BhdGNoZXIudjEinAIKDVN1Ym1pdFJlcXVlc3QSDwoHYmFja2VuZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEiYKBGpzb24YAyABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYBCABKAxIABI8CghtZXRhZGF0YRgFIAMoCzIqLmRpc3BhdGNoZXIudjEuU3VibWl0UmVxdWVzdC5NZXRhZGF0YUVudHJ5EhUKCHByaW9yaXR5GAYgASgFSAGIAQESDgoGdGVuYW50GAcgASgJGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIJCgdwYXlsb2FkQgsKCV9wcmlvcml0eSLvAgoOU3VibWl0UmVzcG9uc2USJgoEanNvbhgBIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEhAKBmJpbmFyeRgCIAEoDEgAEhEKCXdvcmtlcl9pZBgDIAEoCRIUCgxhZmZpbml0eV9oaXQYBCABKAgSLQoKcXVldWVfd2FpdBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCglleGVjdXRpb24YBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SPQoIbWV0YWRhdGEYByADKAsyKy5kaXNwYXRjaGVyLnYxLlN1Ym1pdFJlc3BvbnNlLk1ldGFkYXRhRW50cnkSEAoIYWZmaW5pdHkYCCABKAkSEAoIYXR0ZW1wdHMYCSABKA0aLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgkKB3BheWxvYWQilgEKFFN1Ym1pdFN0cmVhbVJlc3BvbnNlEikKB3N0YXJ0ZWQYASABKAsyFi5kaXNwYXRjaGVyLnYxLlN0YXJ0ZWRIABIlCgVjaHVuaxgCIAEoCzIULmRpc3BhdGNoZXIudjEuQ2h1bmtIABIjCgRkb25lGAMgASgLMhMuZGlzcGF0Y2hlci52MS5Eb25lSABCBwoFZXZlbnQibgoHU3RhcnRlZBIRCgl3b3JrZXJfaWQYASABKAkSEAoIYWZmaW5pdHkYAiABKAkSLQoKcXVldWVfd2FpdBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIPCgdhdHRlbXB0GAQgASgNIsEBCgVDaHVuaxImCgRqc29uGAEgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAIgASgMSAASDAoEdGV4dBgDIAEoCRI0CghtZXRhZGF0YRgEIAMoCzIiLmRpc3BhdGNoZXIudjEuQ2h1bmsuTWV0YWRhdGFFbnRyeRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCQoHcGF5bG9hZCL0AQoERG9uZRIsCglleGVjdXRpb24YASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SNgoTdGltZV90b19maXJzdF9jaHVuaxgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIQCghhdHRlbXB0cxgDIAEoDRIzCghtZXRhZGF0YRgEIAMoCzIhLmRpc3BhdGNoZXIudjEuRG9uZS5NZXRhZGF0YUVudHJ5Eg4KBmNodW5rcxgFIAEoDRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiVQoUV29ya2VyTWV0cmljc1JlcXVlc3QSEAoIYmFja2VuZHMYASADKAkSKwoIaW50ZXJ2YWwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ibwoVV29ya2VyTWV0cmljc1Jlc3BvbnNlEigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKB3dvcmtlcnMYAiADKAsyGy5kaXNwYXRjaGVyLnYxLldvcmtlck1ldHJpYyLlBQoMV29ya2VyTWV0cmljEhEKCXdvcmtlcl9pZBgBIAEoCRIPCgdiYWNrZW5kGAIgASgJEhAKCGluZmxpZ2h0GAMgASgNEhEKCXF1ZXVlX2xlbhgEIAEoDRIWCg5xdWV1ZV9jYXBhY2l0eRgFIAEoDRIXCg9tYXhfY29uY3VycmVuY3kYBiABKA0SEQoJY29tcGxldGVkGAcgASgEEg4KBmVycm9ycxgIIAEoBBIQCghyZWplY3RlZBgJIAEoBBIQCghzZXNzaW9ucxgKIAEoBBIpCgVzdGF0ZRgLIAEoDjIaLmRpc3BhdGNoZXIudjEuV29ya2VyU3RhdGUSMQoOcXVldWVfd2FpdF9wNTAYDCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMQoOcXVldWVfd2FpdF9wOTkYDSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMAoNZXhlY3V0aW9uX3A1MBgOIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIwCg1leGVjdXRpb25fcDk5GA8gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhEKCWNhbmNlbGxlZBgQIAEoBBIQCghlbmRwb2ludBgRIAEoCRIMCgRsb2FkGBIgASgBEhEKCWVqZWN0aW9ucxgTIAEoBBIRCglkaXNwbGFjZWQYFCABKAQSFAoMb3Blbl9zdHJlYW1zGBUgASgNEisKCHR0ZnRfcDUwGBYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEisKCHR0ZnRfcDk5GBcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEigKBXRpZXJzGBggAygLMhkuZGlzcGF0Y2hlci52MS5UaWVyTWV0cmljEiwKB3RlbmFudHMYGSADKAsyGy5kaXNwYXRjaGVyLnYxLlRlbmFudE1ldHJpYyKGAQoKVGllck1ldHJpYxIQCghwcmlvcml0eRgBIAEoDRIOCgZxdWV1ZWQYAiABKA0SEAoIcmVqZWN0ZWQYAyABKAQSEQoJZGlzcGxhY2VkGAQgASgEEjEKDnF1ZXVlX3dhaXRfcDk5GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIi4KDFRlbmFudE1ldHJpYxIOCgZ0ZW5hbnQYASABKAkSDgoGcXVldWVkGAIgASgNKnoKC1dvcmtlclN0YXRlEhwKGFdPUktFUl9TVEFURV9VTlNQRUNJRklFRBAAEhgKFFdPUktFUl9TVEFURV9TRVJWSU5HEAESGAoUV09SS0VSX1NUQVRFX0VKRUNURUQQAhIZChVXT1JLRVJfU1RBVEVfRFJBSU5JTkcQAzKNAgoRRGlzcGF0Y2hlclNlcnZpY2USRQoGU3VibWl0EhwuZGlzcGF0Y2hlci52MS5TdWJtaXRSZXF1ZXN0Gh0uZGlzcGF0Y2hlci52MS5TdWJtaXRSZXNwb25zZRJcCg1Xb3JrZXJNZXRyaWNzEiMuZGlzcGF0Y2hlci52MS5Xb3JrZXJNZXRyaWNzUmVxdWVzdBokLmRpc3BhdGNoZXIudjEuV29ya2VyTWV0cmljc1Jlc3BvbnNlMAESUwoMU3VibWl0U3RyZWFtEhwuZGlzcGF0Y2hlci52MS5TdWJtaXRSZXF1ZXN0GiMuZGlzcGF0Y2hlci52MS5TdWJtaXRTdHJlYW1SZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * SubmitRequest is one job.
@@ -65,6 +65,24 @@ export type SubmitRequest = Message<"dispatcher.v1.SubmitRequest"> & {
    * @generated from field: map<string, string> metadata = 5;
    */
   metadata: { [key: string]: string };
+
+  /**
+   * Tier, 0 = most urgent (DESIGN.md §10). Unset: the backend's default
+   * priority. Above the backend's last tier: held to the last; negative:
+   * INVALID_ARGUMENT.
+   *
+   * @generated from field: optional int32 priority = 6;
+   */
+  priority?: number | undefined;
+
+  /**
+   * Whose call this is, for fairness between tenants inside a tier. Empty:
+   * the tenant the server derives (a configured metadata key, or the name of
+   * the auth token that admitted the call), else none. At most 128 characters.
+   *
+   * @generated from field: string tenant = 7;
+   */
+  tenant: string;
 };
 
 /**
@@ -162,7 +180,169 @@ export const SubmitResponseSchema: GenMessage<SubmitResponse> = /*@__PURE__*/
 
 /**
  * WorkerMetricsRequest selects what to stream.
+ * One event of a SubmitStream call.
  *
+ * @generated from message dispatcher.v1.SubmitStreamResponse
+ */
+export type SubmitStreamResponse = Message<"dispatcher.v1.SubmitStreamResponse"> & {
+  /**
+   * @generated from oneof dispatcher.v1.SubmitStreamResponse.event
+   */
+  event: {
+    /**
+     * @generated from field: dispatcher.v1.Started started = 1;
+     */
+    value: Started;
+    case: "started";
+  } | {
+    /**
+     * @generated from field: dispatcher.v1.Chunk chunk = 2;
+     */
+    value: Chunk;
+    case: "chunk";
+  } | {
+    /**
+     * @generated from field: dispatcher.v1.Done done = 3;
+     */
+    value: Done;
+    case: "done";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message dispatcher.v1.SubmitStreamResponse.
+ * Use `create(SubmitStreamResponseSchema)` to create a new message.
+ */
+export const SubmitStreamResponseSchema: GenMessage<SubmitStreamResponse> = /*@__PURE__*/
+  messageDesc(file_dispatcher_v1_dispatcher, 2);
+
+/**
+ * An attempt began on a worker: sent once per attempt, before its chunks.
+ *
+ * @generated from message dispatcher.v1.Started
+ */
+export type Started = Message<"dispatcher.v1.Started"> & {
+  /**
+   * @generated from field: string worker_id = 1;
+   */
+  workerId: string;
+
+  /**
+   * hit / miss / spill / none, as in SubmitResponse.affinity.
+   *
+   * @generated from field: string affinity = 2;
+   */
+  affinity: string;
+
+  /**
+   * From admission to this attempt's start.
+   *
+   * @generated from field: google.protobuf.Duration queue_wait = 3;
+   */
+  queueWait?: Duration | undefined;
+
+  /**
+   * 1 for the first attempt.
+   *
+   * @generated from field: uint32 attempt = 4;
+   */
+  attempt: number;
+};
+
+/**
+ * Describes the message dispatcher.v1.Started.
+ * Use `create(StartedSchema)` to create a new message.
+ */
+export const StartedSchema: GenMessage<Started> = /*@__PURE__*/
+  messageDesc(file_dispatcher_v1_dispatcher, 3);
+
+/**
+ * A piece of the answer: a payload and/or a text delta (an LLM token).
+ *
+ * @generated from message dispatcher.v1.Chunk
+ */
+export type Chunk = Message<"dispatcher.v1.Chunk"> & {
+  /**
+   * @generated from oneof dispatcher.v1.Chunk.payload
+   */
+  payload: {
+    /**
+     * @generated from field: google.protobuf.Value json = 1;
+     */
+    value: Value;
+    case: "json";
+  } | {
+    /**
+     * @generated from field: bytes binary = 2;
+     */
+    value: Uint8Array;
+    case: "binary";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * @generated from field: string text = 3;
+   */
+  text: string;
+
+  /**
+   * @generated from field: map<string, string> metadata = 4;
+   */
+  metadata: { [key: string]: string };
+};
+
+/**
+ * Describes the message dispatcher.v1.Chunk.
+ * Use `create(ChunkSchema)` to create a new message.
+ */
+export const ChunkSchema: GenMessage<Chunk> = /*@__PURE__*/
+  messageDesc(file_dispatcher_v1_dispatcher, 4);
+
+/**
+ * The stream ended well; its last message.
+ *
+ * @generated from message dispatcher.v1.Done
+ */
+export type Done = Message<"dispatcher.v1.Done"> & {
+  /**
+   * From the last attempt's start to the end of its stream.
+   *
+   * @generated from field: google.protobuf.Duration execution = 1;
+   */
+  execution?: Duration | undefined;
+
+  /**
+   * From the last attempt's start to its first chunk.
+   *
+   * @generated from field: google.protobuf.Duration time_to_first_chunk = 2;
+   */
+  timeToFirstChunk?: Duration | undefined;
+
+  /**
+   * @generated from field: uint32 attempts = 3;
+   */
+  attempts: number;
+
+  /**
+   * E.g. token usage, finish reason.
+   *
+   * @generated from field: map<string, string> metadata = 4;
+   */
+  metadata: { [key: string]: string };
+
+  /**
+   * @generated from field: uint32 chunks = 5;
+   */
+  chunks: number;
+};
+
+/**
+ * Describes the message dispatcher.v1.Done.
+ * Use `create(DoneSchema)` to create a new message.
+ */
+export const DoneSchema: GenMessage<Done> = /*@__PURE__*/
+  messageDesc(file_dispatcher_v1_dispatcher, 5);
+
+/**
  * @generated from message dispatcher.v1.WorkerMetricsRequest
  */
 export type WorkerMetricsRequest = Message<"dispatcher.v1.WorkerMetricsRequest"> & {
@@ -186,7 +366,7 @@ export type WorkerMetricsRequest = Message<"dispatcher.v1.WorkerMetricsRequest">
  * Use `create(WorkerMetricsRequestSchema)` to create a new message.
  */
 export const WorkerMetricsRequestSchema: GenMessage<WorkerMetricsRequest> = /*@__PURE__*/
-  messageDesc(file_dispatcher_v1_dispatcher, 2);
+  messageDesc(file_dispatcher_v1_dispatcher, 6);
 
 /**
  * WorkerMetricsResponse is one snapshot of every selected worker.
@@ -214,7 +394,7 @@ export type WorkerMetricsResponse = Message<"dispatcher.v1.WorkerMetricsResponse
  * Use `create(WorkerMetricsResponseSchema)` to create a new message.
  */
 export const WorkerMetricsResponseSchema: GenMessage<WorkerMetricsResponse> = /*@__PURE__*/
-  messageDesc(file_dispatcher_v1_dispatcher, 3);
+  messageDesc(file_dispatcher_v1_dispatcher, 7);
 
 /**
  * WorkerMetric is the load and history of one worker.
@@ -355,6 +535,46 @@ export type WorkerMetric = Message<"dispatcher.v1.WorkerMetric"> & {
    * @generated from field: uint64 ejections = 19;
    */
   ejections: bigint;
+
+  /**
+   * Queued jobs given up for a more urgent call on a full queue.
+   *
+   * @generated from field: uint64 displaced = 20;
+   */
+  displaced: bigint;
+
+  /**
+   * Attempts streaming their answer now.
+   *
+   * @generated from field: uint32 open_streams = 21;
+   */
+  openStreams: number;
+
+  /**
+   * Time to first chunk of streamed answers over a recent window.
+   *
+   * @generated from field: google.protobuf.Duration ttft_p50 = 22;
+   */
+  ttftP50?: Duration | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Duration ttft_p99 = 23;
+   */
+  ttftP99?: Duration | undefined;
+
+  /**
+   * Per priority tier: queued, refused, displaced, queue-wait p99.
+   *
+   * @generated from field: repeated dispatcher.v1.TierMetric tiers = 24;
+   */
+  tiers: TierMetric[];
+
+  /**
+   * The tenants with most queued jobs (at most 10); the rest are summed under "(other)".
+   *
+   * @generated from field: repeated dispatcher.v1.TenantMetric tenants = 25;
+   */
+  tenants: TenantMetric[];
 };
 
 /**
@@ -362,7 +582,70 @@ export type WorkerMetric = Message<"dispatcher.v1.WorkerMetric"> & {
  * Use `create(WorkerMetricSchema)` to create a new message.
  */
 export const WorkerMetricSchema: GenMessage<WorkerMetric> = /*@__PURE__*/
-  messageDesc(file_dispatcher_v1_dispatcher, 4);
+  messageDesc(file_dispatcher_v1_dispatcher, 8);
+
+/**
+ * One priority tier of a worker's queue.
+ *
+ * @generated from message dispatcher.v1.TierMetric
+ */
+export type TierMetric = Message<"dispatcher.v1.TierMetric"> & {
+  /**
+   * @generated from field: uint32 priority = 1;
+   */
+  priority: number;
+
+  /**
+   * @generated from field: uint32 queued = 2;
+   */
+  queued: number;
+
+  /**
+   * @generated from field: uint64 rejected = 3;
+   */
+  rejected: bigint;
+
+  /**
+   * @generated from field: uint64 displaced = 4;
+   */
+  displaced: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Duration queue_wait_p99 = 5;
+   */
+  queueWaitP99?: Duration | undefined;
+};
+
+/**
+ * Describes the message dispatcher.v1.TierMetric.
+ * Use `create(TierMetricSchema)` to create a new message.
+ */
+export const TierMetricSchema: GenMessage<TierMetric> = /*@__PURE__*/
+  messageDesc(file_dispatcher_v1_dispatcher, 9);
+
+/**
+ * One tenant's queued jobs on a worker.
+ *
+ * @generated from message dispatcher.v1.TenantMetric
+ */
+export type TenantMetric = Message<"dispatcher.v1.TenantMetric"> & {
+  /**
+   * @generated from field: string tenant = 1;
+   */
+  tenant: string;
+
+  /**
+   * @generated from field: uint32 queued = 2;
+   */
+  queued: number;
+};
+
+/**
+ * Describes the message dispatcher.v1.TenantMetric.
+ * Use `create(TenantMetricSchema)` to create a new message.
+ */
+export const TenantMetricSchema: GenMessage<TenantMetric> = /*@__PURE__*/
+  messageDesc(file_dispatcher_v1_dispatcher, 10);
 
 /**
  * WorkerState is whether a worker takes new jobs.
@@ -420,6 +703,7 @@ export const DispatcherService: GenService<{
    * RESOURCE_EXHAUSTED when every worker's queue is full, DEADLINE_EXCEEDED when
    * the call's deadline passes (queued or running), UNAVAILABLE while the
    * service shuts down, and the handler's own failure otherwise.
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
    *
    * @generated from rpc dispatcher.v1.DispatcherService.Submit
    */
@@ -438,6 +722,25 @@ export const DispatcherService: GenService<{
     methodKind: "server_streaming";
     input: typeof WorkerMetricsRequestSchema;
     output: typeof WorkerMetricsResponseSchema;
+  },
+  /**
+   * Runs one job and streams its answer (DESIGN.md §9): a Started event for
+   * each attempt, then the chunks (e.g. LLM tokens) as the backend produces
+   * them, pulled no faster than the client reads, then Done. Same admission,
+   * affinity, queues, priorities, deadlines, cancellation and error codes as
+   * Submit. A retry or failover happens only before the first chunk reached
+   * the client; after that a failure ends the stream with its status.
+   * It takes Submit's request on purpose (DESIGN.md §9): a client switches
+   * between the two by method name alone.
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+   * buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+   *
+   * @generated from rpc dispatcher.v1.DispatcherService.SubmitStream
+   */
+  submitStream: {
+    methodKind: "server_streaming";
+    input: typeof SubmitRequestSchema;
+    output: typeof SubmitStreamResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_dispatcher_v1_dispatcher, 0);
