@@ -1,4 +1,5 @@
 import type { DispatchError } from "./errors.js";
+import type { HandlerResult } from "./handler.js";
 import type { WorkerView } from "./worker.js";
 
 /** How a session's pin was used for one job. */
@@ -39,6 +40,8 @@ export interface JobView {
   /** Chunks the current attempt pulled from a streaming handler, and when the first came (clock ms; 0 for none). */
   readonly chunks: number;
   readonly firstChunkAt: number;
+  /** In jobEnded with "ok": what the handler answered (a stream's final metadata for SubmitStream). */
+  readonly result: HandlerResult | undefined;
   /** Clock milliseconds. */
   readonly admittedAt: number;
   /** When the current attempt joined its worker's queue. */

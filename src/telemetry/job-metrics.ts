@@ -33,11 +33,15 @@ export class WorkerStats {
   inflight = 0;
   readonly completed: Count;
   readonly retries: Count;
+  readonly chunks: Count;
+  readonly tokens: Count;
   readonly runAttributes = new Map<JobOutcome, Attributes>();
 
   constructor(readonly attributes: Attributes) {
     this.completed = { attributes, value: 0 };
     this.retries = { attributes, value: 0 };
+    this.chunks = { attributes, value: 0 };
+    this.tokens = { attributes, value: 0 };
   }
 
   runAttributesFor(outcome: JobOutcome): Attributes {
@@ -64,6 +68,9 @@ export class JobMetrics {
   private readonly cancelled = new Tally();
   private readonly rejected = new Tally();
   private readonly affinity = new Tally();
+  private readonly ttft: Histogram;
+  private readonly interChunk: Histogram;
+  private readonly estimateError: Histogram;
 
   constructor(meter: Meter) {
     const advice = { explicitBucketBoundaries: n.DURATION_BUCKETS_S };
@@ -77,6 +84,27 @@ export class JobMetrics {
       description: "Time jobs' handlers ran, from start to end, by outcome",
       advice,
     });
+    this.ttft = meter.createHistogram(n.METRIC_TTFT, {
+      unit: "s",
+      description: "Time from a streaming attempt's start to its first chunk",
+      advice,
+    });
+    this.interChunk = meter.createHistogram(n.METRIC_INTER_CHUNK, { unit: "s", description: "Time between a stream's chunks", advice });
+    this.estimateError = meter.createHistogram(n.METRIC_WAIT_ESTIMATE_ERROR, {
+      unit: "s",
+      description: "How far an admission's estimated queue wait was from the actual wait (absolute)",
+      advice,
+    });
+    meter
+      .createObservableCounter(n.METRIC_CHUNKS, { unit: "{chunk}", description: "Chunks streamed by handlers" })
+      .addCallback((r) => {
+        for (const w of this.workers.values()) r.observe(w.chunks.value, w.attributes);
+      });
+    meter
+      .createObservableCounter(n.METRIC_TOKENS, { unit: "{token}", description: "Completion tokens of finished streams, from their usage metadata" })
+      .addCallback((r) => {
+        for (const w of this.workers.values()) r.observe(w.tokens.value, w.attributes);
+      });
     meter
       .createObservableGauge(n.METRIC_QUEUE_DEPTH, { unit: "{job}", description: "Jobs waiting in a worker's queue" })
       .addCallback((r) => {
@@ -134,7 +162,20 @@ export class JobMetrics {
     w.queued--;
     w.inflight++;
     // This attempt's wait: a retry's queue wait starts when it was queued again, not at admission.
-    this.queueWait.record((job.startedAt - job.queuedAt) / 1000, w.attributes);
+    const waited = job.startedAt - job.queuedAt;
+    this.queueWait.record(waited / 1000, w.attributes);
+    if (job.attempt === 1 && job.predictedWaitMs !== undefined) this.estimateError.record(Math.abs(waited - job.predictedWaitMs) / 1000, w.attributes);
+  }
+
+  /** A chunk of a streaming attempt: `gapMs` since the attempt's start (the first) or the previous chunk. */
+  chunk(job: JobView, w: WorkerStats, gapMs: number): void {
+    w.chunks.value++;
+    (job.chunks === 1 ? this.ttft : this.interChunk).record(Math.max(0, gapMs) / 1000, w.attributes);
+  }
+
+  /** Completion tokens a finished stream reported. */
+  tokens(w: WorkerStats, n: number): void {
+    w.tokens.value += n;
   }
 
   /**

@@ -15,6 +15,8 @@ class JobRecord {
   runContext: Context | undefined = undefined;
   /** The current attempt's worker: every count is charged to the worker the attempt was on. */
   stats: WorkerStats | undefined = undefined;
+  /** Clock ms of the last chunk of a streaming attempt. */
+  lastChunkAt = 0;
 }
 
 /**
@@ -85,6 +87,14 @@ export function createJobObserver(tracer: Tracer | undefined, metrics: JobMetric
       if (rec.stats !== undefined) metrics!.started(job, rec.stats);
     },
 
+    jobChunk(job) {
+      const rec = job.tag as JobRecord;
+      const now = job.chunks === 1 ? job.firstChunkAt : performance.now();
+      if (job.chunks === 1) rec.run?.addEvent(n.EVENT_FIRST_CHUNK, { "dispatcher.time_to_first_chunk": (now - job.startedAt) / 1000 }, spanTimeAt(now));
+      if (rec.stats !== undefined) metrics!.chunk(job, rec.stats, job.chunks === 1 ? now - job.startedAt : now - rec.lastChunkAt);
+      rec.lastChunkAt = now;
+    },
+
     jobRetrying(job, error, delayMs) {
       const rec = job.tag as JobRecord;
       if (rec.run !== undefined) {
@@ -110,7 +120,11 @@ export function createJobObserver(tracer: Tracer | undefined, metrics: JobMetric
         span.end(spanTimeAt(job.endedAt));
         rec.wait = rec.run = rec.runContext = undefined;
       }
-      if (rec.stats !== undefined) metrics!.attemptEnded(job, rec.stats, from, outcome, error, false);
+      if (rec.stats !== undefined) {
+        metrics!.attemptEnded(job, rec.stats, from, outcome, error, false);
+        const tokens = job.chunks > 0 ? Number(job.result?.metadata?.["completion_tokens"]) : NaN;
+        if (tokens > 0) metrics!.tokens(rec.stats, tokens);
+      }
     },
 
     jobRejected(backend, workerId, error) {

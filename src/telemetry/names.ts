@@ -36,6 +36,13 @@ export const METRIC_ERRORS = "dispatcher.jobs.errors";
 export const METRIC_REJECTED = "dispatcher.jobs.rejected";
 export const METRIC_CANCELLED = "dispatcher.jobs.cancelled";
 export const METRIC_RETRIES = "dispatcher.jobs.retries";
+export const METRIC_TTFT = "dispatcher.stream.time_to_first_chunk.duration";
+export const METRIC_INTER_CHUNK = "dispatcher.stream.inter_chunk.duration";
+export const METRIC_CHUNKS = "dispatcher.stream.chunks";
+export const METRIC_TOKENS = "dispatcher.stream.tokens";
+export const METRIC_WAIT_ESTIMATE_ERROR = "dispatcher.queue.wait.estimate_error";
+/** Span event on a job's run span when its stream's first chunk came. */
+export const EVENT_FIRST_CHUNK = "dispatcher.first_chunk";
 export const METRIC_AFFINITY = "dispatcher.affinity.outcomes";
 
 /**
