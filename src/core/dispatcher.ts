@@ -178,7 +178,7 @@ class DispatcherImpl implements Dispatcher {
       return this.refuse(req.backend, undefined, new DispatchError("invalid_argument", `priority: expected an integer ≥ 0 (0 = most urgent), got ${priority}`));
     }
     priority = Math.min(priority, sched.priorityLevels - 1);
-    const tenant = req.tenant ?? "";
+    const tenant = req.tenant || (sched.tenantMetadataKey !== undefined ? req.metadata?.[sched.tenantMetadataKey] : undefined) || "";
     if (tenant.length > MAX_TENANT_LENGTH) {
       return this.refuse(req.backend, undefined, new DispatchError("invalid_argument", `tenant: longer than ${MAX_TENANT_LENGTH} characters`));
     }

@@ -19,6 +19,11 @@ export interface SchedulingOptions {
   agingMs?: number;
   /** Weights of named tenants inside a tier (integers ≥ 1). Default: every tenant 1. */
   tenantWeights?: Record<string, number>;
+  /**
+   * Where the tenant of a call that names none comes from: this key of its
+   * metadata (e.g. "team"). Default: none; such calls share the tenant "".
+   */
+  tenantMetadataKey?: string;
   /** Weight of tenants not named in tenantWeights. Default 1. */
   defaultTenantWeight?: number;
   /**
@@ -47,6 +52,7 @@ export interface ValidSchedulingOptions {
   defaultPriority: number;
   agingMs: number;
   tenantWeights: ReadonlyMap<string, number>;
+  tenantMetadataKey: string | undefined;
   defaultTenantWeight: number;
   tenantQueueShare: number;
   deadlineAware: boolean;
@@ -78,6 +84,7 @@ export function validateScheduling(r: SchedulingOptions | undefined, at: string)
     defaultPriority,
     agingMs: nonNegativeNumber(r?.agingMs ?? 0, `${at}.agingMs`),
     tenantWeights: weights,
+    tenantMetadataKey: optionalKey(r?.tenantMetadataKey, `${at}.tenantMetadataKey`),
     defaultTenantWeight: weight(r?.defaultTenantWeight ?? 1, `${at}.defaultTenantWeight`),
     tenantQueueShare: share,
     deadlineAware: flag(r?.deadlineAware ?? true, "deadlineAware"),
@@ -91,3 +98,9 @@ function weight(v: unknown, what: string): number {
   return n;
 }
 
+
+function optionalKey(v: unknown, what: string): string | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== "string" || v === "") throw new TypeError(`${what}: expected a metadata key, got ${JSON.stringify(v)}`);
+  return v;
+}

@@ -1,6 +1,19 @@
 import type { BackendEntry } from "./job.js";
 import { loadOf, type WorkerState } from "./worker.js";
 
+/** One priority tier of a worker's queue. */
+export interface TierSnapshot {
+  priority: number;
+  queued: number;
+  rejected: number;
+  displaced: number;
+  queueWaitP99Ms: number;
+}
+
+/** Tenants listed per worker at most; the rest are summed under OTHER_TENANTS, so a client cannot grow a snapshot. */
+export const TOP_TENANTS = 10;
+export const OTHER_TENANTS = "(other)";
+
 export interface WorkerSnapshot {
   workerId: string;
   backend: string;
@@ -22,6 +35,12 @@ export interface WorkerSnapshot {
   queueWaitP99Ms: number;
   executionP50Ms: number;
   executionP99Ms: number;
+  openStreams: number;
+  ttftP50Ms: number;
+  ttftP99Ms: number;
+  tiers: TierSnapshot[];
+  /** The tenants with most queued jobs (at most TOP_TENANTS), then OTHER_TENANTS. */
+  tenants: { tenant: string; queued: number }[];
 }
 
 /** Samples older than this are left out of the percentiles of a snapshot. */
@@ -45,6 +64,7 @@ export function snapshotBackends(
     for (const w of entry.workers) {
       const [qw50, qw99] = w.queueWait.percentiles([0.5, 0.99], since);
       const [ex50, ex99] = w.execution.percentiles([0.5, 0.99], since);
+      const [ttft50, ttft99] = w.ttft.percentiles([0.5, 0.99], since);
       out.push({
         workerId: w.id,
         backend: w.backend,
@@ -66,8 +86,27 @@ export function snapshotBackends(
         queueWaitP99Ms: qw99!,
         executionP50Ms: ex50!,
         executionP99Ms: ex99!,
+        openStreams: w.streams,
+        ttftP50Ms: ttft50!,
+        ttftP99Ms: ttft99!,
+        tiers: w.queue.tierLengths().map((queued, priority) => ({
+          priority,
+          queued,
+          rejected: w.rejectedByTier[priority]!,
+          displaced: w.displacedByTier[priority]!,
+          queueWaitP99Ms: w.tierWait[priority]!.percentiles([0.99], since)[0]!,
+        })),
+        tenants: topTenants(w.queue.tenantCounts()),
       });
     }
   }
   return out;
+}
+
+function topTenants(counts: Map<string, number>): { tenant: string; queued: number }[] {
+  const all = [...counts].map(([tenant, queued]) => ({ tenant, queued })).sort((a, b) => b.queued - a.queued);
+  if (all.length <= TOP_TENANTS) return all;
+  const top = all.slice(0, TOP_TENANTS);
+  top.push({ tenant: OTHER_TENANTS, queued: all.slice(TOP_TENANTS).reduce((n, t) => n + t.queued, 0) });
+  return top;
 }

@@ -2,13 +2,16 @@ import { create, fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema, type Duration, type Value } from "@bufbuild/protobuf/wkt";
 import {
   SubmitResponseSchema,
+  SubmitStreamResponseSchema,
+  type Chunk,
+  type SubmitStreamResponse,
   WorkerMetricSchema,
   WorkerState as ProtoWorkerState,
   type SubmitRequest,
   type SubmitResponse,
   type WorkerMetric,
 } from "../../gen/dispatcher/v1/dispatcher_pb.js";
-import type { JobResult, Payload, WorkerSnapshot, WorkerState } from "../core/index.js";
+import type { JobResult, Payload, StreamEvent, WorkerSnapshot, WorkerState } from "../core/index.js";
 
 /** Proto payload → core payload. An absent payload is JSON null. */
 export function payloadFromProto(p: SubmitRequest["payload"]): Payload {
@@ -71,6 +74,55 @@ export function workerMetricToProto(s: WorkerSnapshot): WorkerMetric {
     queueWaitP99: durationOf(s.queueWaitP99Ms),
     executionP50: durationOf(s.executionP50Ms),
     executionP99: durationOf(s.executionP99Ms),
+    displaced: BigInt(s.displaced),
+    openStreams: s.openStreams,
+    ttftP50: durationOf(s.ttftP50Ms),
+    ttftP99: durationOf(s.ttftP99Ms),
+    tiers: s.tiers.map((t) => ({
+      $typeName: "dispatcher.v1.TierMetric" as const,
+      priority: t.priority,
+      queued: t.queued,
+      rejected: BigInt(t.rejected),
+      displaced: BigInt(t.displaced),
+      queueWaitP99: durationOf(t.queueWaitP99Ms),
+    })),
+    tenants: s.tenants.map((t) => ({ $typeName: "dispatcher.v1.TenantMetric" as const, tenant: t.tenant, queued: t.queued })),
+  });
+}
+
+/** A core stream event → a SubmitStream message. */
+export function streamEventToProto(e: StreamEvent): SubmitStreamResponse {
+  if (e.type === "started") {
+    return create(SubmitStreamResponseSchema, {
+      event: {
+        case: "started",
+        value: { $typeName: "dispatcher.v1.Started", workerId: e.workerId, affinity: e.affinity, queueWait: durationOf(e.queueWaitMs), attempt: e.attempt },
+      },
+    });
+  }
+  const c = e.chunk;
+  let payload: Chunk["payload"] = { case: undefined };
+  if (c.binary !== undefined) payload = { case: "binary", value: c.binary };
+  else if (c.json !== undefined) payload = { case: "json", value: fromJson(ValueSchema, c.json as JsonValue) };
+  return create(SubmitStreamResponseSchema, {
+    event: { case: "chunk", value: { $typeName: "dispatcher.v1.Chunk", payload, text: c.text ?? "", metadata: c.metadata ?? {} } },
+  });
+}
+
+/** The end of a SubmitStream call. */
+export function streamDoneToProto(r: JobResult): SubmitStreamResponse {
+  return create(SubmitStreamResponseSchema, {
+    event: {
+      case: "done",
+      value: {
+        $typeName: "dispatcher.v1.Done",
+        execution: durationOf(r.executionMs),
+        timeToFirstChunk: r.timeToFirstChunkMs === undefined ? undefined : durationOf(r.timeToFirstChunkMs),
+        attempts: r.attempts,
+        metadata: r.metadata ?? {},
+        chunks: r.chunks,
+      },
+    },
   });
 }
 

@@ -3,7 +3,7 @@ import { durationMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import { DispatcherService, type SubmitRequest, type WorkerMetricsRequest } from "../../gen/dispatcher/v1/dispatcher_pb.js";
 import { DispatchError, type Dispatcher, type Payload } from "../core/index.js";
-import { payloadFromProto, submitResponseToProto } from "./convert.js";
+import { payloadFromProto, streamDoneToProto, streamEventToProto, submitResponseToProto } from "./convert.js";
 import { toConnectError } from "./errors.js";
 import { frameSinkFor } from "./frame-sink.js";
 import { effectiveTimeoutMs, type Limits } from "./limits.js";
@@ -34,8 +34,37 @@ export function dispatcherRoutes(dispatcher: Dispatcher, hub: MetricsHub, limits
             metadata: req.metadata,
             signal: ctx.signal,
             timeoutMs: effectiveTimeoutMs(ctx.timeoutMs(), limits),
+            priority: req.priority,
+            tenant: req.tenant,
           });
           return submitResponseToProto(r, payload, requestValue);
+        } catch (e) {
+          throw callError(e, ctx);
+        }
+      },
+
+      async *submitStream(req, ctx) {
+        checkSubmit(req, limits);
+        let payload: Payload;
+        try {
+          payload = payloadFromProto(req.payload);
+        } catch (e) {
+          throw new ConnectError(`json: not a valid JSON value: ${(e as Error).message}`, Code.InvalidArgument);
+        }
+        const job = dispatcher.submitStream({
+          backend: req.backend,
+          sessionId: req.sessionId,
+          payload,
+          metadata: req.metadata,
+          signal: ctx.signal,
+          timeoutMs: effectiveTimeoutMs(ctx.timeoutMs(), limits),
+          priority: req.priority,
+          tenant: req.tenant,
+        });
+        try {
+          // Each event is written before the next chunk is pulled from the backend (backpressure).
+          for await (const e of job.events) yield streamEventToProto(e);
+          yield streamDoneToProto(await job.result);
         } catch (e) {
           throw callError(e, ctx);
         }
