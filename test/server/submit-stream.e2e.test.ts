@@ -2,6 +2,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { App } from "../../src/app.js";
 import { createBackend } from "../../src/backends/registry.js";
+import { registerPolicy } from "../../src/core/index.js";
 import type { SubmitStreamResponse } from "../../gen/dispatcher/v1/dispatcher_pb.js";
 // @ts-expect-error -- an example script, plain JavaScript
 import { startFakeLlm } from "../../examples/fake-llm.mjs";
@@ -18,6 +19,9 @@ let fast: Fake;
 let stalled: Fake;
 const wentAway: number[] = [];
 
+// A policy for this test only: the first worker that can admit, so each call's first attempt meets the stall.
+registerPolicy("first-serving", () => ({ pick: (workers) => workers.findIndex((w) => w.state === "serving") }));
+
 beforeAll(async () => {
   fast = await startFakeLlm({ ttftMs: 10, tokenMs: 15, log: (l: string) => l.startsWith("client went away") && wentAway.push(performance.now()) });
   stalled = await startFakeLlm({ ttftMs: 60_000, tokenMs: 10 });
@@ -33,7 +37,7 @@ beforeAll(async () => {
     stallTimeoutMs: 2_000,
     retry: { maxAttempts: 2, initialBackoffMs: 1 },
     outlier: { consecutiveFailures: 0 },
-    policy: "round-robin", // the first call goes to the stalled replica
+    policy: "first-serving", // every first attempt goes to the stalled replica
   });
 });
 
