@@ -3,7 +3,8 @@ import type { Interceptor } from "@connectrpc/connect";
 import type { BackendLog } from "./backends/log.js";
 import { createBackend } from "./backends/registry.js";
 import type { AuthConfig, Config, TlsConfig } from "./config.js";
-import { createDispatcher, type BackendOptions, type Dispatcher, type DispatchObserver } from "./core/index.js";
+import { combineObservers, createDispatcher, type BackendOptions, type Dispatcher, type DispatchObserver } from "./core/index.js";
+import { createLogObserver } from "./telemetry/log-observer.js";
 import { parseTokens, startServer, type DispatcherServer } from "./server/index.js";
 
 export interface App {
@@ -29,9 +30,12 @@ export async function startApp(config: Config, hooks: AppHooks = {}): Promise<Ap
   const backends = await backendOptions(config, hooks.env ?? process.env, hooks.log);
   let dispatcher: Dispatcher;
   try {
+    const log = hooks.log;
     dispatcher = createDispatcher({
       backends,
-      observer: hooks.observer,
+      // Operator logs (ejections, upstream failures, retry budget) come from the same lifecycle events as the metrics.
+      observer: log === undefined ? hooks.observer : combineObservers(hooks.observer ?? {}, createLogObserver(log)),
+      onError: log === undefined ? undefined : (e, where) => log.error({ err: e }, `dispatcher observer ${where} threw; the job went on`),
       shutdownGraceMs: config.server.shutdownGraceMs,
     });
   } catch (e) {
