@@ -234,6 +234,9 @@ export class Lifecycle implements JobOwner {
 
   /** Starts queued jobs of `w` while it has free slots; a job whose deadline has passed is ended, never started. */
   pump(w: Worker<Job>, now: number): void {
+    if (w.inflight >= w.maxConcurrency || w.queue.length === 0) return;
+    // A fresh reading: the deadline check and the start must agree on the instant.
+    now = this.clock.now();
     while (w.inflight < w.maxConcurrency && w.queue.length > 0) {
       const job = w.queue.peek(now)!;
       if (now >= job.deadline) {

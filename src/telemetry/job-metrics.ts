@@ -68,6 +68,12 @@ export class JobMetrics {
   private readonly cancelled = new Tally();
   private readonly rejected = new Tally();
   private readonly affinity = new Tally();
+  private readonly displaced = new Tally();
+  private readonly tenantRejected = new Tally();
+  /** Queued jobs per worker and tier, from the events. */
+  private readonly byPriority = new Map<string, { attributes: Attributes; value: number }>();
+  /** Tenants given their own label, first come (at most TOP_TENANT_LABELS). */
+  private readonly labelled = new Set<string>();
   private readonly ttft: Histogram;
   private readonly interChunk: Histogram;
   private readonly estimateError: Histogram;
@@ -104,6 +110,20 @@ export class JobMetrics {
       .createObservableCounter(n.METRIC_TOKENS, { unit: "{token}", description: "Completion tokens of finished streams, from their usage metadata" })
       .addCallback((r) => {
         for (const w of this.workers.values()) r.observe(w.tokens.value, w.attributes);
+      });
+    meter
+      .createObservableCounter(n.METRIC_DISPLACED, { unit: "{job}", description: "Queued jobs given up for a more urgent call on a full queue, by the tier they were in" })
+      .addCallback(this.displaced.observe);
+    meter
+      .createObservableCounter(n.METRIC_TENANT_REJECTED, {
+        unit: "{job}",
+        description: "Calls refused at admission, by tenant (the first 10 tenants seen, the rest as (other))",
+      })
+      .addCallback(this.tenantRejected.observe);
+    meter
+      .createObservableGauge(n.METRIC_QUEUE_DEPTH_BY_PRIORITY, { unit: "{job}", description: "Jobs waiting in a worker's queue, by priority tier" })
+      .addCallback((r) => {
+        for (const c of this.byPriority.values()) r.observe(c.value, c.attributes);
       });
     meter
       .createObservableGauge(n.METRIC_QUEUE_DEPTH, { unit: "{job}", description: "Jobs waiting in a worker's queue" })
@@ -151,15 +171,27 @@ export class JobMetrics {
     return w;
   }
 
+  private tierCount(job: JobView, w: WorkerStats, d: number): void {
+    const key = `${job.workerId}\0${job.priority}`;
+    let c = this.byPriority.get(key);
+    if (c === undefined) {
+      c = { attributes: { ...w.attributes, [n.ATTR_PRIORITY]: job.priority }, value: 0 };
+      this.byPriority.set(key, c);
+    }
+    c.value += d;
+  }
+
   /** An attempt joined `w`'s queue. */
   queued(job: JobView, w: WorkerStats): void {
     w.queued++;
+    this.tierCount(job, w, 1);
     const a: AffinityOutcome = job.affinity;
     this.affinity.add(`${job.workerId}\0${a}`, () => ({ ...w.attributes, [n.ATTR_AFFINITY]: a }));
   }
 
   started(job: JobView, w: WorkerStats): void {
     w.queued--;
+    this.tierCount(job, w, -1);
     w.inflight++;
     // This attempt's wait: a retry's queue wait starts when it was queued again, not at admission.
     const waited = job.startedAt - job.queuedAt;
@@ -195,12 +227,15 @@ export class JobMetrics {
       this.run.record((job.endedAt - job.startedAt) / 1000, w.runAttributesFor(outcome));
     } else if (from === "queued") {
       w.queued--;
+      this.tierCount(job, w, -1);
     } else {
       return;
     }
     if (retrying) w.retries.value++;
     if (outcome === "ok") {
       w.completed.value++;
+    } else if (outcome === "displaced") {
+      this.displaced.add(`${job.workerId}\0${job.priority}`, () => ({ ...w.attributes, [n.ATTR_PRIORITY]: job.priority }));
     } else if (outcome === "error" || outcome === "timeout") {
       const type = error?.code ?? "unknown";
       this.errors.add(`${job.workerId}\0${type}`, () => ({ ...w.attributes, [ATTR_ERROR_TYPE]: type }));
@@ -209,7 +244,15 @@ export class JobMetrics {
     }
   }
 
-  rejectedJob(requested: string, workerId: string | undefined, error: DispatchError): void {
+  rejectedJob(requested: string, workerId: string | undefined, error: DispatchError, call?: { priority: number; tenant: string }): void {
+    if (call !== undefined && workerId !== undefined) {
+      let tenant = call.tenant;
+      if (!this.labelled.has(tenant)) {
+        if (this.labelled.size < n.TOP_TENANT_LABELS) this.labelled.add(tenant);
+        else tenant = n.OTHER_TENANT;
+      }
+      this.tenantRejected.add(`${requested}\0${tenant}`, () => ({ [n.ATTR_BACKEND]: requested, [n.ATTR_TENANT]: tenant }));
+    }
     // An unknown or missing backend name is the client's text: not a label, or clients could mint series.
     const backend = error.code === "not_found" || error.code === "invalid_argument" ? undefined : requested;
     this.rejected.add(`${backend ?? ""}\0${workerId ?? ""}\0${error.code}`, () => {

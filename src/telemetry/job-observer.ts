@@ -127,7 +127,7 @@ export function createJobObserver(tracer: Tracer | undefined, metrics: JobMetric
       }
     },
 
-    jobRejected(backend, workerId, error) {
+    jobRejected(backend, workerId, error, call) {
       if (tracer !== undefined) {
         // No queue took the job: a zero-length queue-wait span says where and why, under the RPC's span.
         const now = spanTime();
@@ -139,7 +139,7 @@ export function createJobObserver(tracer: Tracer | undefined, metrics: JobMetric
         markFailed(span, error);
         span.end(now);
       }
-      metrics?.rejectedJob(backend, workerId, error);
+      metrics?.rejectedJob(backend, workerId, error, call);
     },
   };
 

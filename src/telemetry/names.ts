@@ -40,6 +40,14 @@ export const METRIC_TTFT = "dispatcher.stream.time_to_first_chunk.duration";
 export const METRIC_INTER_CHUNK = "dispatcher.stream.inter_chunk.duration";
 export const METRIC_CHUNKS = "dispatcher.stream.chunks";
 export const METRIC_TOKENS = "dispatcher.stream.tokens";
+export const METRIC_DISPLACED = "dispatcher.jobs.displaced";
+export const METRIC_QUEUE_DEPTH_BY_PRIORITY = "dispatcher.queue.depth.by_priority";
+export const METRIC_TENANT_REJECTED = "dispatcher.tenant.rejected";
+export const ATTR_PRIORITY = "dispatcher.priority";
+export const ATTR_TENANT = "dispatcher.tenant";
+/** Tenants with their own label on a metric; the rest share OTHER_TENANT (tenant names come from clients). */
+export const TOP_TENANT_LABELS = 10;
+export const OTHER_TENANT = "(other)";
 export const METRIC_WAIT_ESTIMATE_ERROR = "dispatcher.queue.wait.estimate_error";
 /** Span event on a job's run span when its stream's first chunk came. */
 export const EVENT_FIRST_CHUNK = "dispatcher.first_chunk";

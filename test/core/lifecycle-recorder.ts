@@ -64,7 +64,8 @@ export class LifecycleRecorder implements DispatchObserver {
     if (t?.last !== "queued") this.bad(job, `started after ${t?.last}`);
     else t.last = "started";
     const deadline = (job as unknown as { deadline: number }).deadline;
-    if (this.clock.now() >= deadline) this.bad(job, "started past its deadline");
+    // In the core's own time: the start it recorded.
+    if (job.startedAt >= deadline) this.bad(job, "started past its deadline");
     this.add(this.queued, job.workerId, -1);
     this.add(this.inflight, job.workerId, 1);
   }
