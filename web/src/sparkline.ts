@@ -16,7 +16,8 @@ export function sparkline(p50: readonly number[], p99: readonly number[], width 
   const line = (s: readonly number[]) =>
     s
       .map((v, i) => {
-        const x = s.length === 1 ? width : (i / (HISTORY - 1)) * width + (width * (HISTORY - s.length)) / (HISTORY - 1);
+        // Stretched over the width until the history is full, then it scrolls.
+        const x = s.length === 1 ? width : (i / (s.length - 1)) * width;
         const y = height - 1 - (v / max) * (height - 2);
         return `${x.toFixed(1)},${y.toFixed(1)}`;
       })
