@@ -2,7 +2,8 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { App } from "../../src/app.js";
+import { startApp, type App } from "../../src/app.js";
+import { validateConfig } from "../../src/config.js";
 import { WorkerMetricsRequestSchema, WorkerState } from "../../gen/dispatcher/v1/dispatcher_pb.js";
 import { startTestApp } from "../helpers/app.js";
 import { connectClient } from "../helpers/clients.js";
@@ -114,6 +115,42 @@ describe.skipIf(missingChromium !== undefined)(`the dashboard in a browser${miss
       await browser.close();
     }
   }, 90_000);
+});
+
+describe.skipIf(missingChromium !== undefined)("the dashboard with bearer auth", () => {
+  let app: App;
+  beforeAll(async () => {
+    await ensureDashboardBuilt();
+    const config = validateConfig({ server: { port: 0, auth: { tokens_env: "TOKENS" } }, backends: [{ name: "echo", kind: "echo", workers: 1 }] });
+    app = await startApp(config, { env: { TOKENS: "page-token" } });
+  });
+  afterAll(async () => {
+    await app?.close();
+  });
+
+  it("loads without a token, asks for one, and goes live with the token the user types", async () => {
+    const browser = await launchChromium();
+    try {
+      const page = await browser.newPage();
+      await page.goto(`http://127.0.0.1:${app.server.port}/`);
+      await page.waitForSelector('#conn[data-state="unauthenticated"]', { timeout: 20_000 });
+      expect(await page.locator("#conn").textContent()).toContain("UNAUTHENTICATED");
+      await page.fill("#token", "wrong");
+      await page.click("#token-form button");
+      await page.waitForSelector('#conn[data-state="unauthenticated"]', { timeout: 20_000 });
+      expect(await page.locator("tbody tr").count()).toBe(0);
+      await page.fill("#token", "page-token");
+      await page.click("#token-form button");
+      await page.waitForSelector('tr[data-worker="echo/0"][data-state="serving"]', { timeout: 20_000 });
+      expect(await page.locator("#conn").getAttribute("data-state")).toBe("live");
+      // The Submit form carries the token too.
+      await page.fill("#submit-backend", "echo");
+      await page.click("#submit-send");
+      await page.waitForSelector('#submit-result[data-status="ok"]', { timeout: 20_000 });
+    } finally {
+      await browser.close();
+    }
+  }, 60_000);
 });
 
 async function firstSnapshot(port: number) {
