@@ -47,11 +47,12 @@ describe.skipIf(missingChromium !== undefined)(`the dashboard in a browser${miss
     expect(ejected).toBeDefined();
     // Steady load on both backends while the page watches: queues fill, jobs finish, some are refused.
     load = Promise.all(
-      Array.from({ length: 12 }, async (_, i) => {
+      // Six callers: enough to fill in-flight slots and queues, light enough for a shared two-core machine.
+      Array.from({ length: 6 }, async (_, i) => {
         while (loading) {
           const backend = i % 3 === 0 ? "slow" : "echo";
           await client
-            .submit({ backend, sessionId: i % 2 === 0 ? `s${i}` : "", metadata: { delay_ms: String(20 + ((i * 7) % 60)) } })
+            .submit({ backend, sessionId: i % 2 === 0 ? `s${i}` : "", metadata: { delay_ms: String(40 + ((i * 13) % 60)) } })
             .catch(() => undefined);
         }
       }),
