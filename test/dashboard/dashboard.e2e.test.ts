@@ -7,6 +7,7 @@ import { validateConfig } from "../../src/config.js";
 import { WorkerMetricsRequestSchema, WorkerState } from "../../gen/dispatcher/v1/dispatcher_pb.js";
 import { startTestApp } from "../helpers/app.js";
 import { connectClient } from "../helpers/clients.js";
+import type { Browser } from "playwright-core";
 import { launchChromium, missingChromium, requireChromium } from "./browser.js";
 import { ensureDashboardBuilt } from "./built.js";
 
@@ -14,6 +15,13 @@ import { ensureDashboardBuilt } from "./built.js";
 const SCREENSHOT = join("dist", "test-artifacts", "dashboard.png");
 
 requireChromium();
+
+/** One browser for the file: each launch costs a second or two of CPU on a shared machine. */
+let browserStarted: Promise<Browser> | undefined;
+const browser = () => (browserStarted ??= launchChromium());
+afterAll(async () => {
+  if (browserStarted !== undefined) await (await browserStarted).close();
+});
 
 describe.skipIf(missingChromium !== undefined)(`the dashboard in a browser${missingChromium ? ` (skipped: ${missingChromium})` : ""}`, () => {
   let app: App;
@@ -66,9 +74,9 @@ describe.skipIf(missingChromium !== undefined)(`the dashboard in a browser${miss
   });
 
   it("shows live worker rows, the ejected worker, and a Submit answer", async () => {
-    const browser = await launchChromium();
+    const context = await (await browser()).newContext({ viewport: { width: 1360, height: 900 } });
     try {
-      const page = await browser.newPage({ viewport: { width: 1360, height: 900 } });
+      const page = await context.newPage();
       const errors: string[] = [];
       page.on("pageerror", (e) => errors.push(e.message));
       await page.goto(`http://127.0.0.1:${app.server.port}/`);
@@ -113,7 +121,7 @@ describe.skipIf(missingChromium !== undefined)(`the dashboard in a browser${miss
 
       expect(errors).toEqual([]);
     } finally {
-      await browser.close();
+      await context.close();
     }
   }, 90_000);
 });
@@ -130,9 +138,9 @@ describe.skipIf(missingChromium !== undefined)("the dashboard with bearer auth",
   });
 
   it("loads without a token, asks for one, and goes live with the token the user types", async () => {
-    const browser = await launchChromium();
+    const context = await (await browser()).newContext();
     try {
-      const page = await browser.newPage();
+      const page = await context.newPage();
       await page.goto(`http://127.0.0.1:${app.server.port}/`);
       await page.waitForSelector('#conn[data-state="unauthenticated"]', { timeout: 20_000 });
       expect(await page.locator("#conn").textContent()).toContain("UNAUTHENTICATED");
@@ -149,7 +157,7 @@ describe.skipIf(missingChromium !== undefined)("the dashboard with bearer auth",
       await page.click("#submit-send");
       await page.waitForSelector('#submit-result[data-status="ok"]', { timeout: 20_000 });
     } finally {
-      await browser.close();
+      await context.close();
     }
   }, 60_000);
 });
