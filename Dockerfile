@@ -8,7 +8,8 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY . .
-RUN npx tsc -p tsconfig.build.json
+# tsc, and the dashboard page (web/ → dist/web/, served at /).
+RUN npm run build
 
 FROM node:24-bookworm-slim
 ENV NODE_ENV=production \

@@ -53,6 +53,8 @@ export async function startApp(config: Config, hooks: AppHooks = {}): Promise<Ap
       reflection: config.server.reflection,
       authTokens,
       tls,
+      // The `dashboard: false` config key (issue 15); src/config.ts does not validate it yet.
+      dashboard: (config as { dashboard?: boolean }).dashboard ?? true,
     });
   } catch (e) {
     await dispatcher.close();

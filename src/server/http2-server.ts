@@ -4,6 +4,7 @@ import * as net from "node:net";
 import type { AddressInfo } from "node:net";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { DashboardHandler } from "./dashboard.js";
 import { SpecGrpcMessageResponse } from "./grpc-message.js";
 import { http2StreamValues } from "./frame-sink.js";
 import { sniffProtocol } from "./protocol-sniff.js";
@@ -18,6 +19,8 @@ export interface Http2ServerOptions {
   maxConcurrentStreams: number;
   /** PEM certificate chain and key: serve TLS (h2 and HTTP/1.1 by ALPN) instead of cleartext. */
   tls?: { cert: Buffer | string; key: Buffer | string };
+  /** Serves the dashboard's GET/HEAD requests before connect sees them; absent: no dashboard. */
+  dashboard?: DashboardHandler;
 }
 
 export interface Http2Listener {
@@ -80,6 +83,7 @@ export async function listenHttp2(o: Http2ServerOptions): Promise<Http2Listener>
         });
       }
     }
+    if (o.dashboard?.(req, res) === true) return;
     handler(req as http.IncomingMessage, res as http.ServerResponse);
   };
 

@@ -2,6 +2,7 @@ import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { DispatcherService } from "../../gen/dispatcher/v1/dispatcher_pb.js";
 import type { Dispatcher } from "../core/index.js";
 import { bearerAuth } from "./auth.js";
+import { createDashboardHandler } from "./dashboard.js";
 import { dispatcherRoutes } from "./dispatcher-service.js";
 import { createHealthState, healthRoutes, type HealthState } from "./health.js";
 import { listenHttp2, type Http2Listener } from "./http2-server.js";
@@ -27,6 +28,12 @@ export interface ServerOptions {
   authTokens?: readonly string[];
   /** PEM certificate chain and key: serve TLS. Default: cleartext. */
   tls?: { cert: Buffer | string; key: Buffer | string };
+  /**
+   * Serve the dashboard page at `/` (GET/HEAD, HTTP/1.1 and h2). Default true. The page
+   * loads without a token; its calls are ordinary RPCs and carry the bearer token the
+   * user types in when auth is on.
+   */
+  dashboard?: boolean;
 }
 
 export interface DispatcherServer {
@@ -57,6 +64,7 @@ export async function startServer(o: ServerOptions): Promise<DispatcherServer> {
     readMaxBytes: limits.maxRequestBytes,
     maxConcurrentStreams: limits.maxConcurrentStreams,
     tls: o.tls,
+    dashboard: (o.dashboard ?? true) ? await createDashboardHandler() : undefined,
     interceptors,
     routes: (router) => {
       dispatcherRoutes(o.dispatcher, hub, limits)(router);

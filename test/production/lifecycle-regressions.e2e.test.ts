@@ -66,6 +66,8 @@ function samples(text: string, name: string): [string, number][] {
 describe("client deadlines against a slow, healthy upstream", () => {
   it("answer DEADLINE_EXCEEDED every time, count no error and eject no worker", async () => {
     const client = grpcJsClient(app.server.port);
+    // Connected first: on a busy machine, connecting could take the calls' 300 ms and no job would reach the server.
+    await new Promise<void>((resolve, reject) => client.waitForReady(Date.now() + 10_000, (e) => (e ? reject(e) : resolve())));
     try {
       // 16 calls: 4 run at once, 12 wait in the queues; each has 300 ms.
       const calls = Array.from({ length: 16 }, (_, i) =>

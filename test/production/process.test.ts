@@ -48,7 +48,7 @@ beforeAll(async () => {
   cpSync(join(repo, "package-lock.json"), join(app, "package-lock.json"));
   // Build stage: the copy's own tsconfig and sources, with the repository's dev dependencies lent for the build.
   symlinkSync(join(repo, "node_modules"), join(app, "node_modules"), "dir");
-  await run(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json"], { cwd: app });
+  await run("npm", ["run", "build"], { cwd: app });
   unlinkSync(join(app, "node_modules"));
   // Runtime stage.
   await run("npm", ["ci", "--omit=dev", "--no-audit", "--no-fund", "--prefer-offline"], { cwd: app });
@@ -62,6 +62,7 @@ describe("the Docker image's steps", () => {
   it("installs without dev dependencies, starts with the CMD and passes the HEALTHCHECK", async () => {
     expect(existsSync(join(app, "node_modules/typescript"))).toBe(false);
     expect(existsSync(join(app, "node_modules/@connectrpc/connect-node"))).toBe(true);
+    expect(existsSync(join(app, "dist/web/index.html"))).toBe(true);
     for (const c of docker.copies) {
       const src = c.replace(/^\/app\//, "");
       if (!src.includes(" ")) expect(existsSync(join(app, src)), `COPY ${c}`).toBe(true);
