@@ -117,7 +117,7 @@ export async function runScenario(seed: number, real: boolean, extra?: DispatchO
                 // Stalls until aborted (the stall timeout, the deadline, a cancel or shutdown).
                 await new Promise((_, reject) => ctx.signal.addEventListener("abort", () => reject(ctx.signal.reason)));
               }
-              yield { text: `${id}.${i}` };
+              yield { text: `${id}.${ctx.attempt}.${i}` };
             }
           } catch (e) {
             end("failed");
@@ -162,6 +162,8 @@ export async function runScenario(seed: number, real: boolean, extra?: DispatchO
   // The timeline: submits, cancels and one close, at random times.
   const n = int(3, 20);
   const ops: { at: number; run: () => void }[] = [];
+  /** What each streaming caller read, chunk by chunk. */
+  const streamed = new Map<string, string[]>();
   const answers: Promise<[string, string]>[] = [];
   let answered = 0;
   for (let i = 0; i < n; i++) {
@@ -181,8 +183,14 @@ export async function runScenario(seed: number, real: boolean, extra?: DispatchO
         if (streaming) {
           // A streaming caller reads every event, as a client does; its answer is the job's result.
           const job = d.submitStream(request);
+          const texts: string[] = [];
+          streamed.set(id, texts);
           void (async () => {
-            for await (const e of job.events) if (e.type === "chunk" && random() < 0.3) await sleep(ms(int(0, 5)));
+            for await (const e of job.events) {
+              if (e.type !== "chunk") continue;
+              if (e.chunk.text !== undefined) texts.push(e.chunk.text);
+              if (random() < 0.3) await sleep(ms(int(0, 5)));
+            }
           })().catch(() => undefined);
           p = job.result;
         } else {
@@ -264,6 +272,17 @@ export async function runScenario(seed: number, real: boolean, extra?: DispatchO
   for (const [job, t] of recorder.jobs) {
     const expected = t.outcome === "ok" ? "ok" : t.code;
     if (byId.get(idOf(job)) !== expected) v.push(`${idOf(job)} answered ${byId.get(idOf(job))}, ended ${t.outcome} (${t.code})`);
+  }
+  // A streaming caller read one attempt's chunks, in order, none twice, none from another attempt.
+  for (const [id, texts] of streamed) {
+    if (texts.length === 0 || texts[0] === undefined || !texts[0].startsWith(`${id}.`)) {
+      if (texts.length > 0) v.push(`${id} read ${JSON.stringify(texts)}`);
+      continue;
+    }
+    const attempt = texts[0].split(".")[1];
+    const expected = texts.map((_, i) => `${id}.${attempt}.${i}`);
+    if (JSON.stringify(texts) !== JSON.stringify(expected)) v.push(`${id} read ${JSON.stringify(texts)}: mixed, repeated or out of order`);
+    if (byId.get(id) === "ok" && texts.length !== 3) v.push(`${id} answered ok after ${texts.length} of 3 chunks`);
   }
   // A throwing observer is reported, never silent.
   if (!throwing && observerErrors.length > 0) v.push(`observer errors reported without a throwing observer: ${observerErrors[0]}`);
