@@ -25,7 +25,7 @@ describe("server config: limits, reflection, auth, tls", () => {
         tls: { cert_file: "c.pem", key_file: "k.pem" },
       },
     });
-    expect(server.limits).toEqual({ maxRequestBytes: 10, maxSessionIdLength: 0, maxMetadataEntries: 1, maxMetadataSize: 2,
+    expect(server.limits).toEqual({ ...defaultLimits, maxRequestBytes: 10, maxSessionIdLength: 0, maxMetadataEntries: 1, maxMetadataSize: 2,
       maxConcurrentStreams: 3, maxMetricsSubscribers: 4, maxDeadlineMs: 2000 });
     expect(server.reflection).toBe(false);
     expect(server.auth).toEqual({ tokensEnv: "T", tokensFile: undefined });
