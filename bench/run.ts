@@ -1,10 +1,11 @@
-// `npm run bench [-- --quick] [-- --suite e2e,core,metrics,scheduling]`: runs
+// `npm run bench [-- --quick] [-- --suite e2e,core,metrics,scheduling,edge]`: runs
 // the suites in order, prints each table, writes JSON to bench/results/.
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { machine, type BenchContext } from "./lib/report.js";
 import { coreSuite } from "./suites/core.js";
 import { e2eSuite } from "./suites/e2e.js";
+import { edgeSuite } from "./suites/edge.js";
 import { metricsSuite } from "./suites/metrics.js";
 import { schedulingSuite } from "./suites/scheduling.js";
 
@@ -13,6 +14,7 @@ const suites: Record<string, (ctx: BenchContext) => Promise<unknown>> = {
   core: coreSuite,
   metrics: metricsSuite,
   scheduling: schedulingSuite,
+  edge: edgeSuite,
 };
 
 const usage = `usage: node --expose-gc dist/bench/run.js [--quick | --smoke] [--suite NAMES] [--out DIR]
