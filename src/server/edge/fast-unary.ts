@@ -5,6 +5,7 @@ import type { Compression } from "@connectrpc/connect/protocol";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { encodeGrpcMessage } from "../grpc-message.js";
 import { FastContext, toObject } from "./context.js";
+import { fastHook, type FastCallInfo, type FastHook, type FastHookCall, type WithFastHook } from "./fast-hooks.js";
 import type { UnaryImpl } from "./routes.js";
 
 /** connect's default: smaller responses are not worth compressing. */
@@ -21,6 +22,8 @@ export interface FastCall {
   readonly precheck: ((bytes: Uint8Array) => void) | undefined;
   /** Called once the message is decoded (or failed to): the request bytes' budget is released. */
   readonly decoded: () => void;
+  /** Set by the hooks: told the call's status once it is answered. */
+  ended?: (code: number, error?: unknown) => void;
 }
 
 type Next = (req: UnaryRequest) => Promise<UnaryResponse>;
@@ -37,6 +40,8 @@ type Next = (req: UnaryRequest) => Promise<UnaryResponse>;
  * single promise.
  */
 export function runFastCall(call: FastCall, interceptors: readonly Interceptor[]): void {
+  const hooks = hooksOf(interceptors);
+  if (hooks !== undefined && hooks.length > 0) return runHooked(call, hooks);
   if (interceptors.length === 0) {
     let out: unknown;
     try {
@@ -69,6 +74,60 @@ export function runFastCall(call: FastCall, interceptors: readonly Interceptor[]
     },
     (e: unknown) => answerError(call, e),
   );
+}
+
+const hookCache = new WeakMap<readonly Interceptor[], FastHook[] | null>();
+
+/** The interceptors' hooks, or undefined when one of them has none (the chain runs then). */
+function hooksOf(interceptors: readonly Interceptor[]): FastHook[] | undefined {
+  let hooks = hookCache.get(interceptors);
+  if (hooks === undefined) {
+    const found = interceptors.map((i) => (i as WithFastHook)[fastHook]);
+    hooks = found.every((h) => h !== undefined) ? (found as FastHook[]) : null;
+    hookCache.set(interceptors, hooks);
+  }
+  return hooks ?? undefined;
+}
+
+function runHooked(call: FastCall, hooks: readonly FastHook[]): void {
+  const headers = call.ctx.headers;
+  const info: FastCallInfo = {
+    service: call.method.parent.typeName,
+    method: call.method.name,
+    header(name) {
+      const v = headers[name];
+      return Array.isArray(v) ? v.join(", ") : v;
+    },
+    headerNames: () => Object.keys(headers).filter((k) => k.charCodeAt(0) !== 58),
+  };
+  const started: FastHookCall[] = [];
+  call.ended = (code, error) => {
+    for (let i = started.length - 1; i >= 0; i--) started[i]!.end(code, error);
+  };
+  try {
+    for (const h of hooks) {
+      const c = h.start(info);
+      if (c !== undefined) started.push(c);
+    }
+  } catch (e) {
+    answerError(call, e);
+    return;
+  }
+  let invoke = (): void => runFastCall(call, []);
+  for (let i = started.length - 1; i >= 0; i--) {
+    const c = started[i]!;
+    if (c.run === undefined) continue;
+    const inner = invoke;
+    invoke = () => c.run!(inner);
+  }
+  invoke();
+}
+
+/** Tells the hooks how the call ended, once. */
+function report(call: FastCall, code: number, error?: unknown): void {
+  const ended = call.ended;
+  call.ended = undefined;
+  ended?.(code, error);
 }
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {
@@ -164,7 +223,10 @@ function replace(to: Headers, from: Headers): void {
 
 function answer(call: FastCall, out: unknown): void {
   const { ctx, method } = call;
-  if (ctx.closed) return;
+  if (ctx.closed) {
+    report(call, Code.Canceled);
+    return;
+  }
   let bytes: Uint8Array;
   try {
     const message = isMessage(out, method.output) ? out : create(method.output, out as never);
@@ -198,8 +260,12 @@ function envelope(flags: number, bytes: Uint8Array): Buffer {
 function send(call: FastCall, frame: Buffer | undefined): void {
   const { ctx } = call;
   const stream = ctx.stream;
-  if (ctx.closed || stream.destroyed || stream.headersSent) return;
+  if (ctx.closed || stream.destroyed || stream.headersSent) {
+    report(call, Code.Canceled);
+    return;
+  }
   ctx.closed = true;
+  report(call, 0);
   const set = ctx.trailerHeaders();
   const trailers = set === undefined ? OK_TRAILERS : specTrailers(set);
   respond(stream, ctx.headerObject(), trailers, frame);
@@ -230,6 +296,7 @@ function respond(
 export function answerError(call: FastCall, e: unknown): void {
   const { ctx } = call;
   const err = e instanceof ConnectError ? e : new ConnectError("internal error", Code.Internal, undefined, undefined, e);
+  report(call, ctx.closed ? Code.Canceled : err.code, e);
   if (ctx.closed) return;
   const trailer = setTrailerStatus(ctx.responseTrailer, err);
   ctx.closed = true;
