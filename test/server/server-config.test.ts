@@ -32,6 +32,22 @@ describe("server config: limits, reflection, auth, tls", () => {
     expect(server.tls).toEqual({ certFile: "c.pem", keyFile: "k.pem" });
   });
 
+  it("reads the edge's limits: sizes as integers, timeouts as durations", () => {
+    const { server } = validateConfig({
+      backends,
+      server: {
+        limits: {
+          max_inflight_calls: 5, max_decoding_bytes: 6, max_json_nodes: 7, max_json_depth: 8, max_metrics_streams_per_connection: 9,
+          headers_timeout: "1s", body_idle_timeout: "2s", idle_timeout: "3m", goaway_grace: "500ms",
+        },
+      },
+    });
+    expect(server.limits).toMatchObject({
+      maxInflightCalls: 5, maxDecodingBytes: 6, maxJsonNodes: 7, maxJsonDepth: 8, maxMetricsStreamsPerConnection: 9,
+      headersTimeoutMs: 1000, bodyIdleTimeoutMs: 2000, idleTimeoutMs: 180_000, goawayGraceMs: 500,
+    });
+  });
+
   it("names the key in errors", () => {
     const bad = (server: unknown) => () => validateConfig({ backends, server });
     expect(bad({ limits: { max_request_bytes: 0 } })).toThrow(/server\.limits\.max_request_bytes/);
