@@ -77,6 +77,7 @@ describe("bounded cost per byte", () => {
     const a = await rawCall(s.port, { ":path": SUBMIT, "content-type": "application/json", "connect-protocol-version": "1" }, [Buffer.from(deep)]);
     expect(a.headers[":status"]).toBe("400");
     expect(a.body.toString()).toContain("nested deeper than 10 levels");
+    await served(s);
   });
 
   it("refuses an unauthenticated client before decoding its payload", async () => {
@@ -84,6 +85,8 @@ describe("bounded cost per byte", () => {
     const a = await rawCall(s.port, grpcHeaders, [envelope(nullList(500_000))]);
     // UNAUTHENTICATED, not the payload's INVALID_ARGUMENT: nothing was decoded or scanned.
     expect(a.trailers["grpc-status"]).toBe(String(Code.Unauthenticated));
+    const ok = await connectClient(s.port, "grpc").submit({ backend: "echo" }, { headers: { authorization: "Bearer the-token" } });
+    expect(ok.workerId).toMatch(/^echo\//);
   });
 });
 

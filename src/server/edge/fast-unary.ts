@@ -298,10 +298,25 @@ export function answerError(call: FastCall, e: unknown): void {
   const err = e instanceof ConnectError ? e : new ConnectError("internal error", Code.Internal, undefined, undefined, e);
   report(call, ctx.closed ? Code.Canceled : err.code, e);
   if (ctx.closed) return;
-  const trailer = setTrailerStatus(ctx.responseTrailer, err);
+  const trailers = ctx.trailerHeaders() === undefined && err.details.length === 0 ? plainErrorTrailers(err) : specTrailers(setTrailerStatus(ctx.responseTrailer, err));
   ctx.closed = true;
   if (ctx.stream.destroyed || ctx.stream.headersSent) return;
-  respond(ctx.stream, ctx.headerObject(), specTrailers(trailer), undefined);
+  respond(ctx.stream, ctx.headerObject(), trailers, undefined);
+}
+
+/**
+ * setTrailerStatus's trailers for an error without details when nothing
+ * else set trailers, built without a Headers object: overload answers
+ * (RESOURCE_EXHAUSTED) are the hot error path.
+ */
+function plainErrorTrailers(err: ConnectError): http2.OutgoingHttpHeaders {
+  const o: Record<string, string> = {};
+  err.metadata.forEach((v, k) => {
+    o[k] = v;
+  });
+  o["grpc-status"] = String(err.code);
+  o["grpc-message"] = encodeGrpcMessage(err.rawMessage);
+  return o;
 }
 
 /** Trailers with `grpc-message` in the spec's percent-encoding (see grpc-message.ts). */
