@@ -1,6 +1,6 @@
 import { gzipSync } from "node:zlib";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -31,7 +31,7 @@ const fronts = [
 const servers: DispatcherServer[] = [];
 const TOKEN = "s3cret-token";
 
-function startOne(f: (typeof fronts)[number], auth = false): Promise<DispatcherServer> {
+function startOne(f: (typeof fronts)[number], auth = false, interceptors?: Interceptor[]): Promise<DispatcherServer> {
   const dispatcher = createDispatcher({
     backends: [
       { name: "echo", handler: echoHandler(), workers: 1 },
@@ -44,6 +44,7 @@ function startOne(f: (typeof fronts)[number], auth = false): Promise<DispatcherS
     fastPath: f.fastPath,
     limits: { maxRequestBytes: 16 * 1024 },
     authTokens: auth ? [TOKEN] : undefined,
+    interceptors,
   });
 }
 
@@ -221,6 +222,31 @@ describe("edge conformance through clients", () => {
     }
     expect(outputs[1]).toEqual(outputs[0]);
     expect(outputs[2]).toEqual(outputs[0]);
+  });
+
+  it("a plain interceptor (no fast-path hook) sees the message and sets headers and trailers the same way", async () => {
+    const interceptor: Interceptor = (next) => async (req) => {
+      const backend = (req.message as { backend?: string }).backend ?? "";
+      if (backend === "refuse") throw new ConnectError("refused by interceptor", Code.PermissionDenied, { "x-why": "test" });
+      const res = await next(req);
+      res.header.set("x-backend", backend);
+      if (!res.stream) res.trailer.set("x-trailer", "t");
+      return res;
+    };
+    const withInterceptor = await Promise.all(fronts.map((f) => startOne(f, false, [interceptor])));
+    try {
+      for (const backend of ["echo", "refuse", "nope"]) {
+        const answers = [];
+        for (const s of withInterceptor) answers.push(normalized(await rawCall(s.port, grpcHeaders(), [envelope(submitBytes({ backend }))])));
+        expect(answers[1], backend).toEqual(answers[0]);
+        expect(answers[2], backend).toEqual(answers[0]);
+        const a = answers[2] as { headers: Record<string, string>; trailers: Record<string, string> };
+        if (backend === "echo") expect([a.headers["x-backend"], a.trailers["x-trailer"]]).toEqual(["echo", "t"]);
+        if (backend === "refuse") expect([a.trailers["grpc-status"], a.trailers["x-why"]]).toEqual([String(Code.PermissionDenied), "test"]);
+      }
+    } finally {
+      await Promise.all(withInterceptor.map((s) => s.close()));
+    }
   });
 
   it("auth refuses the same way on every path, before the body is decoded", async () => {

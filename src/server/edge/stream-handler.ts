@@ -36,7 +36,7 @@ const compressions: Compression[] = [compressionGzip, compressionBrotli];
 const GRPC_PROTO = /^application\/grpc(\+proto)?$/i;
 const NGHTTP2_CANCEL = 8;
 
-/** Request headers, one object per path and response compression: fast-path calls share them. */
+/** Response headers connect starts a gRPC answer with, one object per response compression: fast-path calls share them. */
 const initialHeaders = new Map<string, Record<string, string>>();
 function initialHeader(encoding: string | undefined): Record<string, string> {
   const key = encoding ?? "";
