@@ -57,6 +57,10 @@ export interface Http2Listener {
   close(forceAfterMs: number): Promise<void>;
 }
 
+/** Calls a client may cancel unanswered within RESET_WINDOW_MS before its connection is sent GOAWAY and closed. */
+const MAX_RESETS_PER_WINDOW = 1_000;
+const RESET_WINDOW_MS = 10_000;
+
 /** An HTTP/1.1 connection and its calls in progress, so that drain can close it once idle. */
 interface H1Conn {
   active: number;
@@ -155,9 +159,22 @@ export async function listenHttp2(o: Http2ServerOptions): Promise<Http2Listener>
     let open = 0;
     const idle: Watched = { expiresAt: 0, expire: () => goaway(s) };
     dog.watch(idle, o.headersTimeoutMs);
+    // Rapid reset (CVE-2023-44487): streams the client cancels before they are answered, per window.
+    let resets = 0;
+    let windowStart = dog.now;
     s.on("stream", (stream: http2.ServerHttp2Stream) => {
       if (open++ === 0) dog.unwatch(idle);
       stream.once("close", () => {
+        if (stream.rstCode === http2.constants.NGHTTP2_CANCEL && !stream.headersSent) {
+          if (dog.now - windowStart > RESET_WINDOW_MS) {
+            windowStart = dog.now;
+            resets = 0;
+          }
+          if (++resets === MAX_RESETS_PER_WINDOW) {
+            s.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+            goaway(s);
+          }
+        }
         if (--open === 0 && !s.closed) dog.watch(idle, o.idleTimeoutMs);
       });
     });

@@ -96,8 +96,12 @@ describe("timeouts where a client can stall", () => {
     await served();
   });
 
-  it("closes a connection after a rapid-reset flood", async () => {
-    const session = http2.connect(`http://127.0.0.1:${server.port}`);
+  it("closes a connection after a rapid-reset flood, long before it would be idle", async () => {
+    const patient = await startServer({
+      dispatcher: createDispatcher({ backends: [{ name: "echo", handler: echoHandler({ delayMs: 1_000 }), workers: 2 }] }),
+      limits: { idleTimeoutMs: 10 * 60_000, goawayGraceMs: 200 },
+    });
+    const session = http2.connect(`http://127.0.0.1:${patient.port}`);
     session.on("error", () => {});
     const done = closed(session);
     for (let i = 0; i < 2_000 && !session.destroyed && !session.closed; i++) {
@@ -108,6 +112,9 @@ describe("timeouts where a client can stall", () => {
     }
     await served();
     await done;
+    const ok = await connectClient(patient.port, "grpc").submit({ backend: "echo", metadata: { delay_ms: "0" } });
+    expect(ok.workerId).toMatch(/^echo\//);
+    await patient.close();
   });
 });
 
