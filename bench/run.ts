@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick] [-- --suite e2e,core,metrics,scheduling]`: runs
+// `npm run bench [-- --quick] [-- --suite e2e,core,metrics,scheduling,edge,attacks]`: runs
 // the suites in order, prints each table, writes JSON to bench/results/.
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -6,6 +6,8 @@ import { machine, type BenchContext } from "./lib/report.js";
 import { coreSuite } from "./suites/core.js";
 import { e2eSuite } from "./suites/e2e.js";
 import { fairnessSuite } from "./suites/fairness.js";
+import { edgeSuite } from "./suites/edge.js";
+import { attacksSuite } from "./suites/attacks.js";
 import { metricsSuite } from "./suites/metrics.js";
 import { schedulingSuite } from "./suites/scheduling.js";
 
@@ -15,6 +17,8 @@ const suites: Record<string, (ctx: BenchContext) => Promise<unknown>> = {
   metrics: metricsSuite,
   scheduling: schedulingSuite,
   fairness: fairnessSuite,
+  edge: edgeSuite,
+  attacks: attacksSuite,
 };
 
 const usage = `usage: node --expose-gc dist/bench/run.js [--quick | --smoke] [--suite NAMES] [--out DIR]

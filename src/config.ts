@@ -240,8 +240,22 @@ function limits(v: unknown): Limits {
     max_metadata_size: "maxMetadataSize",
     max_concurrent_streams: "maxConcurrentStreams",
     max_metrics_subscribers: "maxMetricsSubscribers",
+    max_inflight_calls: "maxInflightCalls",
+    max_decoding_bytes: "maxDecodingBytes",
+    max_json_nodes: "maxJsonNodes",
+    max_json_depth: "maxJsonDepth",
+    max_metrics_streams_per_connection: "maxMetricsStreamsPerConnection",
   } as const;
-  known(o, [...Object.keys(sizes), "max_deadline"], "server.limits");
+  const durations = {
+    headers_timeout: "headersTimeoutMs",
+    body_idle_timeout: "bodyIdleTimeoutMs",
+    idle_timeout: "idleTimeoutMs",
+    goaway_grace: "goawayGraceMs",
+  } as const;
+  known(o, [...Object.keys(sizes), ...Object.keys(durations), "max_deadline"], "server.limits");
+  for (const [key, field] of Object.entries(durations)) {
+    if (o[key] !== undefined) out[field] = parseDuration(o[key], `server.limits.${key}`);
+  }
   for (const [key, field] of Object.entries(sizes)) {
     if (o[key] === undefined) continue;
     const n = int(o[key], `server.limits.${key}`);

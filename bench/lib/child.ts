@@ -18,9 +18,10 @@ const targetsDir = new URL("../targets/", import.meta.url);
  * that fails to start (e.g. a module not built on this branch) rejects with
  * the reason it reported.
  */
-export function startTarget(name: string, file: string, args: string[] = [], execArgv: string[] = []): Promise<Target> {
+export function startTarget(name: string, file: string, args: string[] = [], execArgv: string[] = [], execPath?: string): Promise<Target> {
   const child = fork(fileURLToPath(new URL(`${file}.js`, targetsDir)), args, {
     execArgv,
+    execPath,
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
   return new Promise((resolve, reject) => {

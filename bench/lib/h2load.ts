@@ -20,7 +20,16 @@ export function h2loadAvailable(): Promise<boolean> {
  * HTTP 200, so its figure is only trusted where our own generator saw no
  * gRPC errors on the same target.
  */
-export function runH2load(o: { port: number; path: string; body: Buffer; seconds: number; connections: number; streams: number }): Promise<H2loadResult> {
+export function runH2load(o: {
+  port: number;
+  path: string;
+  body: Buffer;
+  seconds: number;
+  connections: number;
+  streams: number;
+  /** Request headers; default gRPC's (content-type: application/grpc, te: trailers). */
+  headers?: string[];
+}): Promise<H2loadResult> {
   const dir = mkdtempSync(join(tmpdir(), "bench-h2load-"));
   const file = join(dir, "body");
   writeFileSync(file, o.body);
@@ -28,7 +37,7 @@ export function runH2load(o: { port: number; path: string; body: Buffer; seconds
     "-D", String(o.seconds), "--warm-up-time=1",
     "-c", String(o.connections), "-m", String(o.streams), "-t", "1",
     "-d", file,
-    "-H", "content-type: application/grpc", "-H", "te: trailers",
+    ...(o.headers ?? ["content-type: application/grpc", "te: trailers"]).flatMap((h) => ["-H", h]),
     `http://127.0.0.1:${o.port}${o.path}`,
   ];
   return new Promise((resolve, reject) => {

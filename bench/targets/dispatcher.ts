@@ -2,13 +2,16 @@
 // main.ts starts it, with an echo backend that answers at once.
 //   --traced     (d): OpenTelemetry on, every span sampled, batch processor, exporter that drops
 //   --pins N     holds N live session pins, created through the programmatic API before "ready"
+//   --front F    HTTP/2 front end: edge (default: raw streams, gRPC unary fast path), universal (raw streams, every
+//                call through connect's handler) or compat (node's compat layer + connectNodeAdapter, as before the edge)
 import { parseArgs } from "node:util";
 import type { Interceptor } from "@connectrpc/connect";
 import { ExportResultCode, type ExportResult } from "@opentelemetry/core";
 import { BatchSpanProcessor, type ReadableSpan, type SpanExporter, type SpanProcessor } from "@opentelemetry/sdk-trace-base";
-import { startApp } from "../../src/app.js";
+import { backendOptions } from "../../src/app.js";
 import { validateConfig } from "../../src/config.js";
-import type { DispatchObserver } from "../../src/core/index.js";
+import { createDispatcher, type Dispatcher, type DispatchObserver } from "../../src/core/index.js";
+import { startServer } from "../../src/server/index.js";
 import { PIN_PREFIX } from "../lib/pins.js";
 import { reportFailed, reportReady } from "./ipc.js";
 
@@ -30,7 +33,8 @@ const dropExporter: SpanExporter = {
   shutdown: () => Promise.resolve(),
 };
 
-const { values } = parseArgs({ options: { traced: { type: "boolean" }, pins: { type: "string" } } });
+const { values } = parseArgs({ options: { traced: { type: "boolean" }, pins: { type: "string" }, front: { type: "string" } } });
+const front = values.front ?? "edge";
 const pins = Number(values.pins ?? 0);
 
 async function main(): Promise<void> {
@@ -63,14 +67,20 @@ async function main(): Promise<void> {
       },
     ],
   });
-  const app = await startApp(config, telemetry ? { observer: telemetry.observer, interceptors: telemetry.interceptors } : {});
+  const dispatcher = createDispatcher({ backends: await backendOptions(config), observer: telemetry?.observer, shutdownGraceMs: 2_000 });
+  const server = await startServer({
+    dispatcher,
+    interceptors: telemetry?.interceptors,
+    frontEnd: front === "compat" ? "compat" : "edge",
+    fastPath: front !== "universal",
+  });
   const started = performance.now();
-  await prepopulate(app.dispatcher, pins);
-  const sessions = app.dispatcher.snapshot(["echo"]).reduce((n, w) => n + w.sessions, 0);
+  await prepopulate(dispatcher, pins);
+  const sessions = dispatcher.snapshot(["echo"]).reduce((n, w) => n + w.sessions, 0);
   reportReady(
-    app.server.port,
+    server.port,
     async () => {
-      await app.close();
+      await server.close();
       await telemetry?.shutdown();
     },
     { pins: sessions, prepopulateMs: Math.round(performance.now() - started) },
@@ -78,7 +88,7 @@ async function main(): Promise<void> {
 }
 
 /** N distinct sessions submitted once each, a bounded batch at a time (queues are bounded). */
-async function prepopulate(dispatcher: Awaited<ReturnType<typeof startApp>>["dispatcher"], n: number): Promise<void> {
+async function prepopulate(dispatcher: Dispatcher, n: number): Promise<void> {
   const batch = 256;
   for (let i = 0; i < n; i += batch) {
     const jobs: Promise<unknown>[] = [];

@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
+import { fastHook, type WithFastHook } from "./edge/fast-hooks.js";
 
 /**
  * Bearer-token auth: `authorization: Bearer <token>` must match one of the
@@ -15,9 +16,8 @@ export function bearerAuth(tokens: readonly string[]): Interceptor {
   if (tokens.length === 0) throw new TypeError("auth: no tokens configured; an empty token list would refuse every call");
   const digests = tokens.map(digest);
   const exempt = Health.typeName;
-  return (next) => async (req) => {
-    if (req.service.typeName === exempt) return next(req);
-    const header = req.header.get("authorization") ?? "";
+  const check = (service: string, header: string): void => {
+    if (service === exempt) return;
     const m = /^Bearer[ ]+(\S+)\s*$/i.exec(header);
     if (m === null || !matches(digests, digest(m[1]!))) {
       throw new ConnectError(
@@ -26,8 +26,19 @@ export function bearerAuth(tokens: readonly string[]): Interceptor {
         { "www-authenticate": "Bearer" },
       );
     }
+  };
+  const interceptor: Interceptor & WithFastHook = (next) => async (req) => {
+    check(req.service.typeName, req.header.get("authorization") ?? "");
     return next(req);
   };
+  // On the fast path: the same check on the raw headers, before the body is decoded.
+  interceptor[fastHook] = {
+    start(call) {
+      check(call.service, call.header("authorization") ?? "");
+      return undefined;
+    },
+  };
+  return interceptor;
 }
 
 function digest(token: string): Buffer {

@@ -9,8 +9,22 @@ import { fileURLToPath } from "node:url";
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
 
-/** Serves a request and returns true, or returns false for a request that is not the dashboard's. */
-export type DashboardHandler = (req: Req, res: Res) => boolean;
+/**
+ * Serves a request and returns true, or returns false for a request that is
+ * not the dashboard's: `http` for HTTP/1.1 (and the compat HTTP/2 front end),
+ * `stream` for raw HTTP/2 streams (the edge front end).
+ */
+export interface DashboardHandler {
+  http(req: Req, res: Res): boolean;
+  stream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): boolean;
+}
+
+/** What to answer: status, headers, and a body unless HEAD. */
+interface Answer {
+  status: number;
+  headers: Record<string, string | number>;
+  body: string | Buffer | undefined;
+}
 
 interface Asset {
   body: Buffer;
@@ -70,42 +84,48 @@ export async function createDashboardHandler(root: string = defaultDashboardRoot
   const index = assets.get("/index.html");
   if (index !== undefined) assets.set("/", index);
 
-  return (req, res) => {
-    if (req.method !== "GET" && req.method !== "HEAD") return false;
-    const path = (req.url ?? "/").split("?")[0]!;
-    if (path !== "/" && path !== "/index.html" && !path.startsWith("/assets/")) return false;
+  const answer = (method: string | undefined, url: string | undefined, ifNoneMatch: unknown): Answer | undefined => {
+    if (method !== "GET" && method !== "HEAD") return undefined;
+    const path = (url ?? "/").split("?")[0]!;
+    if (path !== "/" && path !== "/index.html" && !path.startsWith("/assets/")) return undefined;
     const asset = assets.get(path);
+    const body = (b: string | Buffer) => (method === "HEAD" ? undefined : b);
     if (asset === undefined) {
       const text =
         index === undefined
           ? "dashboard not built: run `npm run build` (it bundles web/ into dist/web/)\n"
           : "not found\n";
-      res.writeHead(404, { "content-type": "text/plain; charset=utf-8", "cache-control": "no-cache", "content-length": Buffer.byteLength(text) });
-      end(req, res, text);
-      return true;
+      return { status: 404, headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-cache", "content-length": Buffer.byteLength(text) }, body: body(text) };
     }
     const headers = {
       "content-type": asset.type,
       "cache-control": asset.cacheControl,
       etag: asset.etag,
       "x-content-type-options": "nosniff",
-      // The page runs only its own script and calls only its own origin.
       "content-security-policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
     };
-    if (req.headers["if-none-match"] === asset.etag) {
-      res.writeHead(304, headers);
-      res.end();
-      return true;
-    }
-    res.writeHead(200, { ...headers, "content-length": asset.body.length });
-    end(req, res, asset.body);
-    return true;
+    if (ifNoneMatch === asset.etag) return { status: 304, headers, body: undefined };
+    return { status: 200, headers: { ...headers, "content-length": asset.body.length }, body: body(asset.body) };
   };
-}
 
-function end(req: Req, res: Res, body: string | Buffer): void {
-  if (req.method === "HEAD") res.end();
-  else res.end(body);
+  return {
+    http(req, res) {
+      const a = answer(req.method, req.url, req.headers["if-none-match"]);
+      if (a === undefined) return false;
+      res.writeHead(a.status, a.headers);
+      if (a.body === undefined) res.end();
+      else res.end(a.body);
+      return true;
+    },
+    stream(stream, headers) {
+      const a = answer(headers[":method"], headers[":path"], headers["if-none-match"]);
+      if (a === undefined) return false;
+      stream.on("error", () => undefined);
+      stream.respond({ ":status": a.status, ...a.headers }, { endStream: a.body === undefined });
+      if (a.body !== undefined) stream.end(a.body);
+      return true;
+    },
+  };
 }
 
 /** Every file under `dir`, or none if it does not exist. */

@@ -5,6 +5,7 @@ import { DispatcherService, type SubmitRequest, type WorkerMetricsRequest } from
 import { DispatchError, type Dispatcher, type Payload } from "../core/index.js";
 import { payloadFromProto, streamDoneToProto, streamEventToProto, submitResponseToProto } from "./convert.js";
 import { toConnectError } from "./errors.js";
+import { connectionKey } from "./edge/connection.js";
 import { frameSinkFor } from "./frame-sink.js";
 import { effectiveTimeoutMs, type Limits } from "./limits.js";
 import type { MetricsHub } from "./metrics-hub.js";
@@ -15,6 +16,8 @@ const DEFAULT_INTERVAL_MS = 1_000;
 const MIN_INTERVAL_MS = 100;
 
 export function dispatcherRoutes(dispatcher: Dispatcher, hub: MetricsHub, limits: Limits) {
+  /** WorkerMetrics streams open per connection: one client must not take every subscriber slot. */
+  const perConnection = new WeakMap<object, number>();
   return (router: ConnectRouter) =>
     router.service(DispatcherService, {
       async submit(req, ctx) {
@@ -76,6 +79,15 @@ export function dispatcherRoutes(dispatcher: Dispatcher, hub: MetricsHub, limits
         if (hub.subscribers >= limits.maxMetricsSubscribers) {
           throw new ConnectError(`WorkerMetrics: ${hub.subscribers} streams open, the server's limit`, Code.ResourceExhausted);
         }
+        const conn = ctx.values.get(connectionKey);
+        const mine = conn === undefined ? 0 : (perConnection.get(conn) ?? 0);
+        if (conn !== undefined && mine >= limits.maxMetricsStreamsPerConnection) {
+          throw new ConnectError(
+            `WorkerMetrics: ${mine} streams open on this connection, the server's limit per connection`,
+            Code.ResourceExhausted,
+          );
+        }
+        if (conn !== undefined) perConnection.set(conn, mine + 1);
         const sub = hub.subscribe(intervalMs, filter, ctx.signal);
         try {
           // The first message goes out at once: stream headers travel with it (PLATFORM.md).
@@ -90,6 +102,7 @@ export function dispatcherRoutes(dispatcher: Dispatcher, hub: MetricsHub, limits
           }
         } finally {
           sub.unsubscribe();
+          if (conn !== undefined) perConnection.set(conn, (perConnection.get(conn) ?? 1) - 1);
         }
       },
     });

@@ -40,7 +40,11 @@ function fix(headers: http2.OutgoingHttpHeaders): void {
   headers["grpc-message"] = encodeGrpcMessage(text);
 }
 
+/** Printable ASCII but "%": the spec's encoding leaves such a message as it is. */
+const PLAIN = /^[\x20-\x24\x26-\x7e]*$/;
+
 export function encodeGrpcMessage(text: string): string {
+  if (PLAIN.test(text)) return text;
   let out = "";
   for (const byte of Buffer.from(text, "utf8")) {
     out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;

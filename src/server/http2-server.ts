@@ -1,12 +1,19 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import * as tls from "node:tls";
 import type { AddressInfo } from "node:net";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { DashboardHandler } from "./dashboard.js";
+import { ByteBudget } from "./edge/budget.js";
+import { connectionKey } from "./edge/connection.js";
+import { clampDeadlineHeaders } from "./edge/deadline.js";
+import { createStreamHandler } from "./edge/stream-handler.js";
+import { Watchdog, type Watched } from "./edge/watchdog.js";
 import { SpecGrpcMessageResponse } from "./grpc-message.js";
 import { http2StreamValues } from "./frame-sink.js";
+import { watchHttp1 } from "./http1.js";
 import { sniffProtocol } from "./protocol-sniff.js";
 
 export interface Http2ServerOptions {
@@ -21,6 +28,24 @@ export interface Http2ServerOptions {
   tls?: { cert: Buffer | string; key: Buffer | string };
   /** Serves the dashboard's GET/HEAD requests before connect sees them; absent: no dashboard. */
   dashboard?: DashboardHandler;
+  /** Ceiling for incoming grpc-timeout / connect-timeout-ms, in ms. */
+  deadlineCeilingMs: number;
+  headersTimeoutMs: number;
+  bodyIdleTimeoutMs: number;
+  idleTimeoutMs: number;
+  goawayGraceMs: number;
+  maxInflightCalls: number;
+  maxDecodingBytes: number;
+  json: { maxNodes: number; maxDepth: number };
+  prechecks?: ReadonlyMap<string, (bytes: Uint8Array) => void>;
+  /**
+   * "edge" (default): raw HTTP/2 streams (edge/stream-handler.ts). "compat":
+   * HTTP/2 through node's compat layer and connectNodeAdapter, the previous
+   * front end, kept as the reference the conformance tests compare against.
+   */
+  frontEnd?: "edge" | "compat";
+  /** With the edge front end: false sends every call through connect's handler. Default true. */
+  fastPath?: boolean;
 }
 
 export interface Http2Listener {
@@ -35,8 +60,9 @@ export interface Http2Listener {
   close(forceAfterMs: number): Promise<void>;
 }
 
-type Req = http.IncomingMessage | http2.Http2ServerRequest;
-type Res = http.ServerResponse | http2.Http2ServerResponse;
+/** Calls a client may cancel unanswered within RESET_WINDOW_MS before its connection is sent GOAWAY and closed. */
+const MAX_RESETS_PER_WINDOW = 1_000;
+const RESET_WINDOW_MS = 10_000;
 
 /** An HTTP/1.1 connection and its calls in progress, so that drain can close it once idle. */
 interface H1Conn {
@@ -46,80 +72,146 @@ interface H1Conn {
 /**
  * Serves gRPC, gRPC-Web and Connect on one port: cleartext HTTP/2 (h2c) and
  * HTTP/1.1 told apart by the connection preface, or with TLS, h2 and HTTP/1.1
- * by ALPN. Connections are tracked because Node 20's server.close() leaves
- * open HTTP/2 sessions (and keep-alive HTTP/1.1 connections) alone.
+ * by ALPN. HTTP/2 streams are served raw by the edge; HTTP/1.1 by
+ * connectNodeAdapter. Connections are tracked because Node 20's
+ * server.close() leaves open HTTP/2 sessions (and keep-alive HTTP/1.1
+ * connections) alone; every stall a client can cause is timed (watchdog.ts).
  */
 export async function listenHttp2(o: Http2ServerOptions): Promise<Http2Listener> {
-  const handler = connectNodeAdapter({
+  const dog = new Watchdog(Math.max(20, Math.min(1_000, Math.min(o.headersTimeoutMs || 1e9, o.bodyIdleTimeoutMs || 1e9, o.idleTimeoutMs || 1e9) / 4)));
+  const budget = new ByteBudget(o.maxDecodingBytes);
+  const adapter = connectNodeAdapter({
     routes: o.routes,
     interceptors: o.interceptors ?? [],
     readMaxBytes: o.readMaxBytes,
-    contextValues: http2StreamValues,
+    contextValues: (req) => {
+      const values = http2StreamValues(req);
+      values.set(connectionKey, "stream" in req ? req.stream.session : req.socket);
+      return values;
+    },
   });
+  const h1Timeouts = watchHttp1(dog, o);
   const settings: http2.Settings = { maxConcurrentStreams: o.maxConcurrentStreams };
   const sessions = new Set<http2.ServerHttp2Session>();
   const h1 = new Map<net.Socket, H1Conn>();
+  const sockets = new Set<net.Socket>();
   let closing = false;
 
-  const trackH1 = (socket: net.Socket) => {
-    h1.set(socket, { active: 0 });
-    socket.once("close", () => h1.delete(socket));
-  };
-  const sockets = new Set<net.Socket>();
   const trackSocket = (socket: net.Socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
   };
-  const serve = (req: Req, res: Res) => {
-    if (req.httpVersionMajor !== 2) {
-      const socket = req.socket as net.Socket;
-      const conn = h1.get(socket);
-      if (conn !== undefined) {
-        conn.active++;
-        if (closing) (res as http.ServerResponse).setHeader("connection", "close");
-        res.once("close", () => {
-          conn.active--;
-          if (closing && conn.active === 0) socket.destroySoon();
-        });
-      }
+  const serveH1 = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const socket = req.socket;
+    const conn = h1.get(socket);
+    if (conn !== undefined) {
+      conn.active++;
+      if (closing) res.setHeader("connection", "close");
+      res.once("close", () => {
+        conn.active--;
+        if (closing && conn.active === 0) socket.destroySoon();
+      });
     }
-    if (o.dashboard?.(req, res) === true) return;
-    handler(req as http.IncomingMessage, res as http.ServerResponse);
+    h1Timeouts.request(req, res);
+    clampDeadlineHeaders(req.headers as Record<string, unknown>, o.deadlineCeilingMs);
+    if (o.dashboard?.http(req, res) === true) return;
+    adapter(req, res);
   };
+  // Deadlines and max_deadline bound calls; node:http's own 5-minute request timeout would cut long LLM calls.
+  const http1 = http.createServer({ requestTimeout: 0 }, serveH1);
+  const toH1 = (socket: net.Socket) => {
+    h1.set(socket, { active: 0 });
+    socket.once("close", () => h1.delete(socket));
+    h1Timeouts.connection(socket);
+    http1.emit("connection", socket);
+  };
+
+  let h2: http2.Http2Server;
+  if ((o.frontEnd ?? "edge") === "edge") {
+    const edge = createStreamHandler({
+      routes: o.routes,
+      interceptors: o.interceptors ?? [],
+      readMaxBytes: o.readMaxBytes,
+      deadlineCeilingMs: o.deadlineCeilingMs,
+      maxInflightCalls: o.maxInflightCalls,
+      budget,
+      watchdog: dog,
+      bodyIdleTimeoutMs: o.bodyIdleTimeoutMs,
+      prechecks: o.prechecks,
+      json: o.json,
+      fastPath: o.fastPath,
+    });
+    h2 = http2.createServer({ settings });
+    const dashboard = o.dashboard;
+    h2.on("stream", dashboard === undefined ? edge.onStream : (stream, headers) => {
+      if (!dashboard.stream(stream, headers)) edge.onStream(stream, headers);
+    });
+  } else {
+    h2 = http2.createServer({ settings, Http2ServerResponse: SpecGrpcMessageResponse }, (req, res) => {
+      clampDeadlineHeaders(req.headers as Record<string, unknown>, o.deadlineCeilingMs);
+      if (o.dashboard?.http(req, res) === true) return;
+      adapter(req as unknown as http.IncomingMessage, res as unknown as http.ServerResponse);
+    });
+  }
+  h2.on("session", (s) => trackSession(s));
+
+  /**
+   * A session must open its first stream within the header timeout, and is
+   * closed (GOAWAY) once it has had no stream open for the idle timeout;
+   * after a GOAWAY, the connection is destroyed when the grace is over. A
+   * session that sent GOAWAY on its own (a rapid-reset flood) opens no
+   * further streams, so it too ends idle.
+   */
+  function trackSession(s: http2.ServerHttp2Session): void {
+    sessions.add(s);
+    let open = 0;
+    const idle: Watched = { expiresAt: 0, expire: () => goaway(s) };
+    dog.watch(idle, o.headersTimeoutMs);
+    // Rapid reset (CVE-2023-44487): streams the client cancels before they are answered, per window.
+    let resets = 0;
+    let windowStart = dog.now;
+    s.on("stream", (stream: http2.ServerHttp2Stream) => {
+      if (open++ === 0) dog.unwatch(idle);
+      stream.once("close", () => {
+        if (stream.rstCode === http2.constants.NGHTTP2_CANCEL && !stream.headersSent) {
+          if (dog.now - windowStart > RESET_WINDOW_MS) {
+            windowStart = dog.now;
+            resets = 0;
+          }
+          if (++resets === MAX_RESETS_PER_WINDOW) {
+            s.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+            goaway(s);
+          }
+        }
+        if (--open === 0 && !s.closed) dog.watch(idle, o.idleTimeoutMs);
+      });
+    });
+    s.on("error", () => s.destroy());
+    s.once("close", () => {
+      dog.unwatch(idle);
+      sessions.delete(s);
+    });
+  }
+
+  function goaway(s: http2.ServerHttp2Session): void {
+    if (s.destroyed) return;
+    s.close();
+    const grace = setTimeout(() => s.destroy(), o.goawayGraceMs);
+    grace.unref();
+    s.once("close", () => clearTimeout(grace));
+  }
 
   let server: net.Server;
   if (o.tls !== undefined) {
-    const secure = http2.createSecureServer(
-      { cert: o.tls.cert, key: o.tls.key, allowHTTP1: true, settings, Http2ServerResponse: SpecGrpcMessageResponse },
-      serve,
-    );
-    secure.on("connection", trackSocket);
-    secure.on("secureConnection", (socket: net.Socket & { alpnProtocol?: string | false }) => {
-      if (socket.alpnProtocol !== "h2") trackH1(socket);
+    server = tls.createServer({ cert: o.tls.cert, key: o.tls.key, ALPNProtocols: ["h2", "http/1.1"], handshakeTimeout: o.headersTimeoutMs || 120_000 }, (socket) => {
+      if (socket.alpnProtocol === "h2") h2.emit("connection", socket);
+      else toH1(socket);
     });
-    secure.on("session", (s) => {
-      sessions.add(s);
-      s.once("close", () => sessions.delete(s));
-    });
-    server = secure;
+    server.on("connection", trackSocket);
   } else {
-    const h2c = http2.createServer({ settings, Http2ServerResponse: SpecGrpcMessageResponse }, serve);
-    h2c.on("session", (s) => {
-      sessions.add(s);
-      s.once("close", () => sessions.delete(s));
-    });
-    // Deadlines and max_deadline bound calls; node:http's own 5-minute request timeout would cut long LLM calls.
-    const http1 = http.createServer({ requestTimeout: 0 }, serve);
     server = net.createServer((socket) => {
       trackSocket(socket);
-      sniffProtocol(
-        socket,
-        (s) => h2c.emit("connection", s),
-        (s) => {
-          trackH1(s);
-          http1.emit("connection", s);
-        },
-      );
+      sniffProtocol(socket, (s) => h2.emit("connection", s), toH1);
     });
   }
 
@@ -148,6 +240,7 @@ export async function listenHttp2(o: Http2ServerOptions): Promise<Http2Listener>
         // The net server's callback runs once every connection, of either protocol, has closed.
         server.close(() => {
           clearTimeout(force);
+          dog.close();
           resolve();
         });
         for (const s of sessions) s.close();

@@ -9,6 +9,10 @@ import { listenHttp2, type Http2Listener } from "./http2-server.js";
 import { defaultLimits, type Limits } from "./limits.js";
 import { createMetricsHub, type MetricsHub } from "./metrics-hub.js";
 import { reflectionRoutes } from "./reflection.js";
+import { deadlineCeiling } from "./edge/deadline.js";
+import { scanSubmitJson } from "./edge/json-scan.js";
+
+const submitPath = `/${DispatcherService.typeName}/${DispatcherService.method.submit.name}`;
 
 export interface ServerOptions {
   dispatcher: Dispatcher;
@@ -34,6 +38,10 @@ export interface ServerOptions {
    * user types in when auth is on.
    */
   dashboard?: boolean;
+  /** The HTTP/2 front end (http2-server.ts): "edge" (default) or the previous "compat" one, for comparisons. */
+  frontEnd?: "edge" | "compat";
+  /** With the edge: false serves every call through connect's handler, for comparisons. Default true. */
+  fastPath?: boolean;
 }
 
 export interface DispatcherServer {
@@ -65,6 +73,17 @@ export async function startServer(o: ServerOptions): Promise<DispatcherServer> {
     maxConcurrentStreams: limits.maxConcurrentStreams,
     tls: o.tls,
     dashboard: (o.dashboard ?? true) ? await createDashboardHandler() : undefined,
+    deadlineCeilingMs: deadlineCeiling(limits.maxDeadlineMs),
+    headersTimeoutMs: limits.headersTimeoutMs,
+    bodyIdleTimeoutMs: limits.bodyIdleTimeoutMs,
+    idleTimeoutMs: limits.idleTimeoutMs,
+    goawayGraceMs: limits.goawayGraceMs,
+    maxInflightCalls: limits.maxInflightCalls,
+    maxDecodingBytes: limits.maxDecodingBytes,
+    json: { maxNodes: limits.maxJsonNodes, maxDepth: limits.maxJsonDepth },
+    prechecks: new Map([[submitPath, (bytes: Uint8Array) => scanSubmitJson(bytes, limits.maxJsonNodes, limits.maxJsonDepth)]]),
+    frontEnd: o.frontEnd,
+    fastPath: o.fastPath,
     interceptors,
     routes: (router) => {
       dispatcherRoutes(o.dispatcher, hub, limits)(router);

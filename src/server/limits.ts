@@ -22,6 +22,36 @@ export interface Limits {
    * then ends with DEADLINE_EXCEEDED. Default 15 min. 0 = no limit.
    */
   maxDeadlineMs: number;
+  /**
+   * Longest a connection may take to send a request's headers (HTTP/1.1),
+   * or to open its first stream (HTTP/2), or to finish its TLS handshake;
+   * then it is closed. Default 10 s. 0 = no limit.
+   */
+  headersTimeoutMs: number;
+  /**
+   * Longest a request body may go without a byte arriving; then the call is
+   * reset (HTTP/2) or the connection closed (HTTP/1.1). Not a limit on the
+   * whole call: LLM calls are long. Default 30 s. 0 = no limit.
+   */
+  bodyIdleTimeoutMs: number;
+  /** An HTTP/2 connection with no call open this long is sent GOAWAY. Default 5 min. 0 = never. */
+  idleTimeoutMs: number;
+  /** After GOAWAY, how long a connection's open calls have before it is destroyed. Default 10 s. */
+  goawayGraceMs: number;
+  /** Calls in progress server-wide (HTTP/2); more get RESOURCE_EXHAUSTED before their body is read. Default 10000. 0 = no limit. */
+  maxInflightCalls: number;
+  /**
+   * Request bytes received but not yet decoded, server-wide; a call whose
+   * bytes would go over gets RESOURCE_EXHAUSTED. Default 64 MiB: 16
+   * maximum-size requests in decode at once. 0 = no limit.
+   */
+  maxDecodingBytes: number;
+  /** Most values in a JSON payload (google.protobuf.Value nodes); more get INVALID_ARGUMENT before decode. Default 100000. */
+  maxJsonNodes: number;
+  /** Deepest nesting of a JSON payload; deeper gets INVALID_ARGUMENT before decode. Default 100. */
+  maxJsonDepth: number;
+  /** WorkerMetrics streams one connection may have open; more get RESOURCE_EXHAUSTED. Default 16. */
+  maxMetricsStreamsPerConnection: number;
 }
 
 export const defaultLimits: Limits = {
@@ -32,10 +62,23 @@ export const defaultLimits: Limits = {
   maxConcurrentStreams: 1000,
   maxMetricsSubscribers: 1000,
   maxDeadlineMs: 15 * 60_000,
+  headersTimeoutMs: 10_000,
+  bodyIdleTimeoutMs: 30_000,
+  idleTimeoutMs: 5 * 60_000,
+  goawayGraceMs: 10_000,
+  maxInflightCalls: 10_000,
+  maxDecodingBytes: 64 * 1024 * 1024,
+  maxJsonNodes: 100_000,
+  maxJsonDepth: 100,
+  maxMetricsStreamsPerConnection: 16,
 };
 
-/** The deadline a Submit runs under: the caller's, held to maxDeadlineMs. */
+/**
+ * The deadline a Submit runs under: the caller's, held to maxDeadlineMs;
+ * none when the caller sent none (the backend's timeout bounds the run, the
+ * core the wait), so that such calls arm no deadline timer.
+ */
 export function effectiveTimeoutMs(callerMs: number | undefined, limits: Limits): number | undefined {
-  if (limits.maxDeadlineMs === 0) return callerMs;
-  return callerMs === undefined ? limits.maxDeadlineMs : Math.min(callerMs, limits.maxDeadlineMs);
+  if (limits.maxDeadlineMs === 0 || callerMs === undefined) return callerMs;
+  return Math.min(callerMs, limits.maxDeadlineMs);
 }

@@ -157,7 +157,7 @@ describe("dashboard options", () => {
     const empty = await mkdtemp(join(tmpdir(), "dashboard-"));
     const handler = await createDashboardHandler(empty);
     const server = http.createServer((req, res) => {
-      if (!handler(req, res)) {
+      if (!handler.http(req, res)) {
         res.statusCode = 418;
         res.end();
       }

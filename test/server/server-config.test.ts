@@ -25,11 +25,27 @@ describe("server config: limits, reflection, auth, tls", () => {
         tls: { cert_file: "c.pem", key_file: "k.pem" },
       },
     });
-    expect(server.limits).toEqual({ maxRequestBytes: 10, maxSessionIdLength: 0, maxMetadataEntries: 1, maxMetadataSize: 2,
+    expect(server.limits).toEqual({ ...defaultLimits, maxRequestBytes: 10, maxSessionIdLength: 0, maxMetadataEntries: 1, maxMetadataSize: 2,
       maxConcurrentStreams: 3, maxMetricsSubscribers: 4, maxDeadlineMs: 2000 });
     expect(server.reflection).toBe(false);
     expect(server.auth).toEqual({ tokensEnv: "T", tokensFile: undefined });
     expect(server.tls).toEqual({ certFile: "c.pem", keyFile: "k.pem" });
+  });
+
+  it("reads the edge's limits: sizes as integers, timeouts as durations", () => {
+    const { server } = validateConfig({
+      backends,
+      server: {
+        limits: {
+          max_inflight_calls: 5, max_decoding_bytes: 6, max_json_nodes: 7, max_json_depth: 8, max_metrics_streams_per_connection: 9,
+          headers_timeout: "1s", body_idle_timeout: "2s", idle_timeout: "3m", goaway_grace: "500ms",
+        },
+      },
+    });
+    expect(server.limits).toMatchObject({
+      maxInflightCalls: 5, maxDecodingBytes: 6, maxJsonNodes: 7, maxJsonDepth: 8, maxMetricsStreamsPerConnection: 9,
+      headersTimeoutMs: 1000, bodyIdleTimeoutMs: 2000, idleTimeoutMs: 180_000, goawayGraceMs: 500,
+    });
   });
 
   it("names the key in errors", () => {

@@ -1,0 +1,134 @@
+import * as http2 from "node:http2";
+import * as net from "node:net";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { SubmitRequestSchema } from "../../gen/dispatcher/v1/dispatcher_pb.js";
+import { echoHandler } from "../../src/backends/echo.js";
+import { createDispatcher, type BackendOptions } from "../../src/core/index.js";
+import { startServer, type DispatcherServer, type Limits } from "../../src/server/index.js";
+import { grpcFrame } from "../lib/grpc-load.js";
+import { fmt, percentile, sleep, table, writeResult, type BenchContext } from "../lib/report.js";
+
+const SUBMIT = "/dispatcher.v1.DispatcherService/Submit";
+const HEADERS = { ":method": "POST", ":path": SUBMIT, "content-type": "application/grpc", te: "trailers" };
+
+/**
+ * The adversarial figures of issue 10, against the server in this process
+ * (its RSS is this process's): 16 concurrent 4 MiB payloads of a million
+ * JSON nulls; a burst of 20× capacity (how fast RESOURCE_EXHAUSTED leaves);
+ * slowloris connections still open after the header timeout.
+ */
+export async function attacksSuite(ctx: BenchContext): Promise<Record<string, unknown>> {
+  const payload = await payloadAttack(ctx.mode === "smoke" ? 2 : 16);
+  const overload = await overloadBurst(ctx.mode === "smoke" ? 2 : 20);
+  const slowloris = await slowlorisAttack(ctx.mode === "smoke" ? 10 : 200);
+  ctx.log("\nAdversarial figures (server in the bench process)");
+  ctx.log(table(
+    ["attack", "result", "target"],
+    [
+      [`${payload.calls} × 4 MiB lists of ~1M nulls at once`, `RSS +${fmt(payload.rssGrowthMB)} MB, all answered in ${fmt(payload.ms)} ms (${payload.statuses})`, "every call answered, ≤ 200 MB"],
+      [`burst of ${overload.factor}× capacity (${overload.calls} calls)`, `RESOURCE_EXHAUSTED p99 ${fmt(overload.refusedP99Ms, 1)} ms (${overload.refused} refused), all answers p99 ${fmt(overload.allP99Ms, 1)} ms`, "p99 ≤ 100 ms"],
+      [`${slowloris.connections} slowloris connections (header timeout ${slowloris.timeoutMs} ms)`, `${slowloris.heldAfter} held after ${slowloris.waitedMs} ms`, "0"],
+    ],
+  ));
+  const data = { payload, overload, slowloris };
+  ctx.log(`wrote ${writeResult(ctx, "attacks", data)}`);
+  return data;
+}
+
+async function withServer<T>(backend: BackendOptions, limits: Partial<Limits>, fn: (s: DispatcherServer) => Promise<T>): Promise<T> {
+  const s = await startServer({ dispatcher: createDispatcher({ backends: [backend] }), limits });
+  try {
+    return await fn(s);
+  } finally {
+    await s.close();
+  }
+}
+
+function call(session: http2.ClientHttp2Session, body: Buffer): Promise<{ status: string; ms: number }> {
+  const t = performance.now();
+  return new Promise((resolve) => {
+    const req = session.request(HEADERS);
+    let status = "reset";
+    req.on("trailers", (h) => (status = String(h["grpc-status"])));
+    req.on("error", () => {});
+    req.on("close", () => resolve({ status, ms: performance.now() - t }));
+    req.resume();
+    req.end(body);
+  });
+}
+
+async function payloadAttack(calls: number) {
+  const element = Buffer.from([0x0a, 0x02, 0x08, 0x00]);
+  const n = Math.floor((4 * 1024 * 1024 - 64) / 4);
+  const list = Buffer.alloc(n * 4);
+  for (let i = 0; i < n; i++) element.copy(list, i * 4);
+  const value = Buffer.concat([Buffer.from([0x32]), varint(list.length), list]);
+  const body = grpcFrame(Buffer.concat([Buffer.from([0x0a, 0x04]), Buffer.from("echo"), Buffer.from([0x1a]), varint(value.length), value]));
+  return withServer({ name: "echo", handler: echoHandler(), workers: 2 }, {}, async (s) => {
+    globalThis.gc?.();
+    const before = process.memoryUsage().rss;
+    let peak = before;
+    const sample = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 10);
+    const t = performance.now();
+    const sessions = Array.from({ length: 4 }, () => http2.connect(`http://127.0.0.1:${s.port}`));
+    const answers = await Promise.all(Array.from({ length: calls }, (_, i) => call(sessions[i % 4]!, body)));
+    const ms = performance.now() - t;
+    clearInterval(sample);
+    for (const x of sessions) x.close();
+    const counts = new Map<string, number>();
+    for (const a of answers) counts.set(a.status, (counts.get(a.status) ?? 0) + 1);
+    return { calls, rssGrowthMB: (peak - before) / 2 ** 20, ms, statuses: [...counts].map(([k, v]) => `${v} × status ${k}`).join(", ") };
+  });
+}
+
+async function overloadBurst(factor: number) {
+  const workers = 2;
+  const capacity = workers * (4 + 6);
+  const calls = factor * capacity;
+  const body = grpcFrame(toBinary(SubmitRequestSchema, create(SubmitRequestSchema, { backend: "echo" })));
+  return withServer({ name: "echo", handler: echoHandler({ delayMs: 20 }), workers, maxConcurrency: 4, queueCapacity: 6 }, {}, async (s) => {
+    const sessions = Array.from({ length: 4 }, () => http2.connect(`http://127.0.0.1:${s.port}`));
+    await Promise.all(sessions.map((x) => call(x, body))); // connected and warm
+    const answers = await Promise.all(Array.from({ length: calls }, (_, i) => call(sessions[i % 4]!, body)));
+    for (const x of sessions) x.close();
+    const refused = answers.filter((a) => a.status === "8").map((a) => a.ms);
+    return {
+      factor,
+      calls,
+      refused: refused.length,
+      refusedP99Ms: percentile(refused, 0.99),
+      allP99Ms: percentile(answers.map((a) => a.ms), 0.99),
+    };
+  });
+}
+
+async function slowlorisAttack(connections: number) {
+  const timeoutMs = 1_000;
+  return withServer({ name: "echo", handler: echoHandler(), workers: 1 }, { headersTimeoutMs: timeoutMs }, async (s) => {
+    const sockets = Array.from({ length: connections }, () => {
+      const socket = net.connect(s.port, "127.0.0.1");
+      socket.on("error", () => {});
+      socket.write("POST /dispatcher.v1.DispatcherService/Submit HTTP/1.1\r\nHost: x\r\n");
+      return socket;
+    });
+    const drip = setInterval(() => {
+      for (const x of sockets) if (!x.destroyed) x.write("X-Slow: 1\r\n");
+    }, 200);
+    const waitedMs = 3 * timeoutMs;
+    await sleep(waitedMs);
+    clearInterval(drip);
+    const heldAfter = sockets.filter((x) => !x.destroyed && !x.readableEnded).length;
+    for (const x of sockets) x.destroy();
+    return { connections, timeoutMs, waitedMs, heldAfter };
+  });
+}
+
+function varint(n: number): Buffer {
+  const out: number[] = [];
+  while (n >= 0x80) {
+    out.push((n & 0x7f) | 0x80);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+  return Buffer.from(out);
+}

@@ -1,0 +1,130 @@
+import type * as http2 from "node:http2";
+import type { DescMethodUnary, DescService } from "@bufbuild/protobuf";
+import { Code, ConnectError, createContextValues, type ContextValues, type HandlerContext } from "@connectrpc/connect";
+import { http2StreamKey } from "../frame-sink.js";
+
+const RST_NAMES: Record<number, string> = {
+  1: "PROTOCOL_ERROR", 2: "INTERNAL_ERROR", 3: "FLOW_CONTROL_ERROR", 7: "REFUSED_STREAM", 8: "CANCEL",
+  11: "ENHANCE_YOUR_CALM",
+};
+const RST_CODES: Record<number, Code> = {
+  1: Code.Internal, 2: Code.Internal, 3: Code.Internal, 7: Code.Unavailable, 8: Code.Canceled, 11: Code.ResourceExhausted,
+};
+
+/** What connect-node reports for a stream the client reset (its connectErrorFromH2ResetCode). */
+export function resetError(rstCode: number): ConnectError | undefined {
+  const code = RST_CODES[rstCode];
+  if (code === undefined) return undefined;
+  return new ConnectError(`http/2 stream closed with error code ${RST_NAMES[rstCode]} (0x${rstCode.toString(16)})`, code);
+}
+
+/**
+ * connect's HandlerContext for one fast-path call, with every costly part
+ * made on first use: the AbortController (and so no listener or timer when
+ * the implementation never reads `signal`), the request and response
+ * Headers, the context values, the URL. connect's own context builds all of
+ * them, plus a deadline timer, on every call.
+ *
+ * The deadline is not armed as a timer here: `timeoutMs()` reports it and
+ * the implementation passes it on (the dispatcher's core enforces it).
+ */
+export class FastContext implements HandlerContext {
+  readonly requestMethod = "POST";
+  readonly protocolName = "grpc";
+  private controller: AbortController | undefined;
+  private reqHeader: Headers | undefined;
+  private resHeader: Headers | undefined;
+  private resTrailer: Headers | undefined;
+  private ctxValues: ContextValues | undefined;
+  private readonly deadline: number | undefined;
+  /** Set when the stream closed before the call ended. */
+  closedWith: unknown;
+  closed = false;
+
+  constructor(
+    readonly method: DescMethodUnary,
+    readonly stream: http2.ServerHttp2Stream,
+    readonly headers: http2.IncomingHttpHeaders,
+    timeoutMs: number | undefined,
+    /** Response headers connect would start with: content-type, and grpc-encoding when negotiated. */
+    private readonly initialHeader: Record<string, string>,
+  ) {
+    this.deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
+  }
+
+  get service(): DescService {
+    return this.method.parent;
+  }
+
+  get url(): string {
+    const scheme = (this.stream.session?.socket as { encrypted?: boolean } | undefined)?.encrypted === true ? "https" : "http";
+    return new URL(this.headers[":path"] ?? "/", `${scheme}://${this.headers[":authority"] ?? "localhost"}`).toString();
+  }
+
+  timeoutMs(): number | undefined {
+    return this.deadline === undefined ? undefined : this.deadline - Date.now();
+  }
+
+  get signal(): AbortSignal {
+    if (this.controller === undefined) {
+      this.controller = new AbortController();
+      if (this.closed) this.controller.abort(this.closedWith);
+    }
+    return this.controller.signal;
+  }
+
+  get requestHeader(): Headers {
+    if (this.reqHeader === undefined) {
+      const h = new Headers();
+      for (const k in this.headers) {
+        if (k.charCodeAt(0) === 58 /* ":" */) continue;
+        const v = this.headers[k];
+        if (typeof v === "string") h.append(k, v);
+        else if (Array.isArray(v)) for (const e of v) h.append(k, e);
+      }
+      this.reqHeader = h;
+    }
+    return this.reqHeader;
+  }
+
+  get responseHeader(): Headers {
+    return (this.resHeader ??= new Headers(this.initialHeader));
+  }
+
+  get responseTrailer(): Headers {
+    return (this.resTrailer ??= new Headers({ "grpc-status": "0" }));
+  }
+
+  /** Response headers as an HTTP/2 header object; the shared initial object when nobody touched them. */
+  headerObject(): Record<string, string> {
+    return this.resHeader === undefined ? this.initialHeader : toObject(this.resHeader);
+  }
+
+  /** Trailers, set by an interceptor or the implementation, or undefined for none. */
+  trailerHeaders(): Headers | undefined {
+    return this.resTrailer;
+  }
+
+  get values(): ContextValues {
+    if (this.ctxValues === undefined) {
+      this.ctxValues = createContextValues();
+      this.ctxValues.set(http2StreamKey, this.stream);
+    }
+    return this.ctxValues;
+  }
+
+  abort(reason?: unknown): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closedWith = reason;
+    this.controller?.abort(reason);
+  }
+}
+
+export function toObject(h: Headers): Record<string, string> {
+  const o: Record<string, string> = {};
+  h.forEach((v, k) => {
+    o[k] = v;
+  });
+  return o;
+}

@@ -1,0 +1,264 @@
+import type * as http2 from "node:http2";
+import { Code, ConnectError, createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
+import type { Compression } from "@connectrpc/connect/protocol";
+import { http2StreamKey } from "../frame-sink.js";
+import type { ByteBudget } from "./budget.js";
+import { connectionKey } from "./connection.js";
+import { FastContext, resetError } from "./context.js";
+import { clampDeadlineHeaders, parseGrpcTimeout } from "./deadline.js";
+import { answerError, runFastCall, type FastCall } from "./fast-unary.js";
+import { createJsonTextScan } from "./json-scan.js";
+import { buildRoutes, type EdgeRoute } from "./routes.js";
+import { universalRequest, writeUniversalResponse } from "./universal.js";
+import type { Watchdog, Watched } from "./watchdog.js";
+
+export interface EdgeOptions {
+  routes: (router: ConnectRouter) => void;
+  interceptors: Interceptor[];
+  readMaxBytes: number;
+  /** Ceiling for incoming deadlines (deadline.ts). */
+  deadlineCeilingMs: number;
+  /** Calls being served at once, server-wide; more are refused before their body is read. 0 = no limit. */
+  maxInflightCalls: number;
+  budget: ByteBudget;
+  watchdog: Watchdog;
+  bodyIdleTimeoutMs: number;
+  /** Per request path: a check on a fast-path request's bytes before they are decoded. */
+  prechecks?: ReadonlyMap<string, (bytes: Uint8Array) => void>;
+  /** Limits for a Connect unary JSON body, checked as it arrives. */
+  json?: { maxNodes: number; maxDepth: number };
+  /** Serve every call through connect's handler (for comparisons). Default true. */
+  fastPath?: boolean;
+}
+
+const compressions: Compression[] = [compressionGzip, compressionBrotli];
+const GRPC_PROTO = /^application\/grpc(\+proto)?$/i;
+const NGHTTP2_CANCEL = 8;
+
+/** Response headers connect starts a gRPC answer with, one object per response compression: fast-path calls share them. */
+const initialHeaders = new Map<string, Record<string, string>>();
+function initialHeader(encoding: string | undefined): Record<string, string> {
+  const key = encoding ?? "";
+  let h = initialHeaders.get(key);
+  if (h === undefined) {
+    h = encoding === undefined ? { "content-type": "application/grpc+proto" } : { "content-type": "application/grpc+proto", "grpc-encoding": encoding };
+    initialHeaders.set(key, h);
+  }
+  return h;
+}
+
+/**
+ * Serves raw HTTP/2 streams: every call goes to connect's UniversalHandler
+ * for its path, except gRPC unary calls with binary protobuf, uncompressed,
+ * which take the fast path (fast-unary.ts). Before a body is read, calls
+ * over the in-flight limit are refused; while it is read, its bytes count
+ * against the server's budget and it must keep arriving (body idle timeout).
+ */
+export function createStreamHandler(o: EdgeOptions): { onStream: (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => void; readonly inflight: number } {
+  const table = buildRoutes(
+    { interceptors: o.interceptors, readMaxBytes: o.readMaxBytes, acceptCompression: compressions },
+    o.routes,
+  );
+  const fastPath = o.fastPath ?? true;
+  let inflight = 0;
+
+  const onStream = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void => {
+    const path = headers[":path"] ?? "";
+    const q = path.indexOf("?");
+    const route = table.get(q < 0 ? path : path.slice(0, q));
+    stream.on("error", () => {});
+    if (route === undefined) {
+      // connect-node's fallback for a path no route serves.
+      stream.respond({ ":status": 404 }, { endStream: true });
+      stream.resume();
+      return;
+    }
+    clampDeadlineHeaders(headers as Record<string, unknown>, o.deadlineCeilingMs);
+    inflight++;
+    stream.once("close", () => inflight--);
+    const refuse =
+      o.maxInflightCalls > 0 && inflight > o.maxInflightCalls
+        ? new ConnectError(`server busy: ${inflight - 1} calls in progress, the server's limit`, Code.ResourceExhausted)
+        : undefined;
+    if (fastPath && route.unary !== undefined && fastEligible(headers)) {
+      serveFast(route, stream, headers, refuse);
+    } else {
+      serveUniversal(route, stream, headers, refuse);
+    }
+  };
+
+  function serveFast(route: EdgeRoute, stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, refuse: ConnectError | undefined): void {
+    const unary = route.unary!;
+    const compression = responseCompression(one(headers["grpc-accept-encoding"]));
+    const timeout = parseGrpcTimeout(one(headers["grpc-timeout"]));
+    const ctx = new FastContext(unary.method, stream, headers, timeout, initialHeader(compression?.name));
+    const call: FastCall = {
+      method: unary.method,
+      impl: unary.impl,
+      bytes: EMPTY,
+      ctx,
+      compression,
+      precheck: o.prechecks?.get(route.handler.requestPath),
+      decoded: () => release(),
+    };
+    if (refuse !== undefined) {
+      stream.resume();
+      answerError(call, refuse);
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let received = 0;
+    let held = 0;
+    let fallen = false;
+    const release = () => {
+      o.budget.give(held);
+      held = 0;
+    };
+    const watched: Watched = { expiresAt: 0, expire: () => stream.close(NGHTTP2_CANCEL) };
+    o.watchdog.watch(watched, o.bodyIdleTimeoutMs);
+    const stop = () => {
+      stream.off("data", onData);
+      stream.off("end", onEnd);
+      o.watchdog.unwatch(watched);
+    };
+    // Anything but one whole uncompressed envelope within the limit goes to connect, with the bytes read so far:
+    // its answers to bad framing are the reference.
+    const fallBack = () => {
+      fallen = true;
+      stop();
+      stream.pause();
+      release();
+      serveUniversal(route, stream, headers, undefined, chunks);
+    };
+    const onData = (chunk: Buffer) => {
+      watched.expiresAt = o.watchdog.now + o.bodyIdleTimeoutMs;
+      if (!o.budget.take(chunk.length)) {
+        stop();
+        release();
+        stream.resume();
+        answerError(call, new ConnectError(`server busy: ${o.budget.used} bytes of requests being read, the server's limit`, Code.ResourceExhausted));
+        return;
+      }
+      held += chunk.length;
+      chunks.push(chunk);
+      received += chunk.length;
+      if (received >= 5) {
+        const head = chunks[0]!.length >= 5 ? chunks[0]! : Buffer.concat(chunks);
+        const flags = head[0]!;
+        const length = head.readUInt32BE(1);
+        if (flags !== 0 || length > o.readMaxBytes || received > 5 + length) fallBack();
+      }
+    };
+    const onEnd = () => {
+      stop();
+      if (fallen) return;
+      if (received < 5) return fallBack();
+      const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+      if (body.length !== 5 + body.readUInt32BE(1)) return fallBack();
+      call.bytes = body.subarray(5);
+      stream.once("close", () => {
+        release();
+        ctx.abort(resetError(stream.rstCode));
+      });
+      runFastCall(call, o.interceptors);
+    };
+    stream.on("data", onData);
+    stream.on("end", onEnd);
+    stream.once("close", () => {
+      stop();
+      release();
+    });
+  }
+
+  function serveUniversal(
+    route: EdgeRoute,
+    stream: http2.ServerHttp2Stream,
+    headers: http2.IncomingHttpHeaders,
+    refuse: ConnectError | undefined,
+    prefix: Buffer[] = [],
+  ): void {
+    const values = createContextValues();
+    values.set(http2StreamKey, stream);
+    values.set(connectionKey, stream.session);
+    const ct = headers["content-type"] ?? "";
+    const scan = o.json !== undefined && /^application\/json/i.test(ct) ? createJsonTextScan(o.json.maxNodes, o.json.maxDepth) : undefined;
+    const body = refuse !== undefined ? refusing(stream, refuse) : budgeted(stream, prefix, scan);
+    const req = universalRequest(stream, headers, body, values);
+    route.handler(req).then(
+      (res) => writeUniversalResponse(res, stream),
+      () => {
+        if (!stream.destroyed) stream.close(NGHTTP2_CANCEL);
+      },
+    );
+  }
+
+  /** The stream's body (after bytes already read), its bytes held in the budget until connect has parsed them. */
+  async function* budgeted(stream: http2.ServerHttp2Stream, prefix: Buffer[], scan: ((c: Uint8Array) => void) | undefined) {
+    let held = 0;
+    const watched: Watched = { expiresAt: 0, expire: () => stream.close(NGHTTP2_CANCEL) };
+    o.watchdog.watch(watched, o.bodyIdleTimeoutMs);
+    try {
+      for (const chunk of prefix) {
+        scan?.(chunk);
+        yield chunk;
+      }
+      // Not destroyed when connect stops reading early (an error): the answer still has to go out on it.
+      for await (const chunk of stream.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+        watched.expiresAt = o.watchdog.now + o.bodyIdleTimeoutMs;
+        if (!o.budget.take(chunk.length)) {
+          throw new ConnectError(`server busy: ${o.budget.used} bytes of requests being read, the server's limit`, Code.ResourceExhausted);
+        }
+        held += chunk.length;
+        scan?.(chunk);
+        yield chunk;
+      }
+    } finally {
+      o.watchdog.unwatch(watched);
+      stream.resume();
+      // connect parses a unary message right after the last chunk: give the bytes back once it has.
+      const n = held;
+      setImmediate(() => o.budget.give(n));
+    }
+  }
+
+  return {
+    onStream,
+    get inflight() {
+      return inflight;
+    },
+  };
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** A body that fails at once: connect answers the error in the call's own protocol, before any byte is read. */
+// eslint-disable-next-line require-yield
+async function* refusing(stream: http2.ServerHttp2Stream, e: ConnectError): AsyncGenerator<Uint8Array> {
+  stream.resume();
+  throw e;
+}
+
+/** gRPC, binary protobuf, uncompressed request, a deadline connect would accept: what the fast path serves. */
+function fastEligible(h: http2.IncomingHttpHeaders): boolean {
+  if (h[":method"] !== "POST") return false;
+  if (!GRPC_PROTO.test(h["content-type"] ?? "")) return false;
+  const enc = h["grpc-encoding"];
+  if (enc !== undefined && enc !== "identity") return false;
+  const t = parseGrpcTimeout(one(h["grpc-timeout"]));
+  return !Number.isNaN(t);
+}
+
+/** connect's negotiation (compressionNegotiate) for an uncompressed request: the first accepted encoding it supports. */
+function responseCompression(accepted: string | undefined): Compression | null {
+  if (accepted === undefined || accepted === "") return null;
+  for (const name of accepted.split(",")) {
+    const found = compressions.find((c) => c.name === name.trim());
+    if (found !== undefined) return found;
+  }
+  return null;
+}
+
+function one(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v.join(", ") : v;
+}

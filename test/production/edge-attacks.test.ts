@@ -1,0 +1,157 @@
+import * as http2 from "node:http2";
+import * as net from "node:net";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SubmitRequestSchema } from "../../gen/dispatcher/v1/dispatcher_pb.js";
+import { echoHandler } from "../../src/backends/echo.js";
+import { createDispatcher } from "../../src/core/index.js";
+import { startServer, type DispatcherServer } from "../../src/server/index.js";
+import { connectClient } from "../helpers/clients.js";
+import { envelope, rawCall } from "../server/raw-h2.js";
+
+/**
+ * Each attack of issue 10 against the real server, with short timeouts; a
+ * well-behaved client must be served while it goes on.
+ */
+let server: DispatcherServer;
+const TOKEN = "attack-test-token";
+beforeAll(async () => {
+  server = await startServer({
+    dispatcher: createDispatcher({ backends: [{ name: "echo", handler: echoHandler(), workers: 2 }] }),
+    limits: {
+      headersTimeoutMs: 300,
+      bodyIdleTimeoutMs: 300,
+      idleTimeoutMs: 600,
+      goawayGraceMs: 200,
+      maxMetricsStreamsPerConnection: 2,
+    },
+  });
+});
+afterAll(() => server.close());
+
+const SUBMIT = "/dispatcher.v1.DispatcherService/Submit";
+const okBody = () => envelope(toBinary(SubmitRequestSchema, create(SubmitRequestSchema, { backend: "echo" })));
+
+/** A well-behaved call, over a fresh connection, must succeed. */
+async function served(): Promise<void> {
+  const r = await connectClient(server.port, "grpc").submit({ backend: "echo" });
+  expect(r.workerId).toMatch(/^echo\//);
+}
+
+function closed(socket: net.Socket | http2.ClientHttp2Session): Promise<number> {
+  const t = performance.now();
+  return new Promise((resolve) => socket.once("close", () => resolve(performance.now() - t)));
+}
+
+describe("timeouts where a client can stall", () => {
+  it("closes an HTTP/1.1 connection that never finishes its headers (slowloris)", async () => {
+    const socket = net.connect(server.port, "127.0.0.1");
+    socket.on("error", () => {});
+    socket.write("POST /dispatcher.v1.DispatcherService/Submit HTTP/1.1\r\nHost: x\r\n");
+    const drip = setInterval(() => socket.writable && socket.write("X-A: b\r\n"), 100);
+    const done = closed(socket);
+    await served();
+    await done;
+    clearInterval(drip);
+    expect(socket.destroyed).toBe(true);
+  });
+
+  it("closes an HTTP/1.1 request whose body stalls", async () => {
+    const socket = net.connect(server.port, "127.0.0.1");
+    socket.on("error", () => {});
+    socket.write("POST /dispatcher.v1.DispatcherService/Submit HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"backend\":");
+    const done = closed(socket);
+    await served();
+    await done;
+  });
+
+  it("resets an HTTP/2 stream whose body stalls, keeping the connection", async () => {
+    const session = http2.connect(`http://127.0.0.1:${server.port}`);
+    session.on("error", () => {});
+    const req = session.request({ ":method": "POST", ":path": SUBMIT, "content-type": "application/grpc", te: "trailers" });
+    req.on("error", () => {});
+    req.write(okBody().subarray(0, 4));
+    await new Promise<void>((resolve) => req.once("close", () => resolve()));
+    expect(req.rstCode).toBe(http2.constants.NGHTTP2_CANCEL);
+    await served();
+    session.destroy();
+  });
+
+  it("sends GOAWAY to an idle HTTP/2 connection and closes it", async () => {
+    const session = http2.connect(`http://127.0.0.1:${server.port}`);
+    session.on("error", () => {});
+    const goaway = new Promise<void>((resolve) => session.once("goaway", () => resolve()));
+    const done = closed(session);
+    await goaway;
+    await done;
+    // One that did make a call is closed once idle, too.
+    const used = http2.connect(`http://127.0.0.1:${server.port}`);
+    used.on("error", () => {});
+    const usedDone = closed(used);
+    const req = used.request({ ":method": "POST", ":path": SUBMIT, "content-type": "application/grpc", te: "trailers" });
+    req.end(okBody());
+    req.resume();
+    await usedDone;
+    await served();
+  });
+
+  it("closes a connection after a rapid-reset flood, long before it would be idle", async () => {
+    const patient = await startServer({
+      dispatcher: createDispatcher({ backends: [{ name: "echo", handler: echoHandler({ delayMs: 1_000 }), workers: 2 }] }),
+      limits: { idleTimeoutMs: 10 * 60_000, goawayGraceMs: 200 },
+    });
+    const session = http2.connect(`http://127.0.0.1:${patient.port}`);
+    session.on("error", () => {});
+    const done = closed(session);
+    for (let i = 0; i < 2_000 && !session.destroyed && !session.closed; i++) {
+      const req = session.request({ ":method": "POST", ":path": SUBMIT, "content-type": "application/grpc", te: "trailers" });
+      req.on("error", () => {});
+      req.close(http2.constants.NGHTTP2_CANCEL);
+      if (i % 100 === 0) await new Promise((r) => setImmediate(r));
+    }
+    await served();
+    await done;
+    const ok = await connectClient(patient.port, "grpc").submit({ backend: "echo", metadata: { delay_ms: "0" } });
+    expect(ok.workerId).toMatch(/^echo\//);
+    await patient.close();
+  });
+});
+
+describe("clamps and caps", () => {
+  it("clamps grpc-timeout and connect-timeout-ms before any timer: no overflow, the call runs", async () => {
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on("warning", onWarning);
+    try {
+      for (const t of ["99999999H", "1000H"]) {
+        const a = await rawCall(server.port, { ":path": SUBMIT, "content-type": "application/grpc", te: "trailers", "grpc-timeout": t }, [okBody()]);
+        expect(a.trailers["grpc-status"], t).toBe("0");
+      }
+      const c = await rawCall(
+        server.port,
+        { ":path": SUBMIT, "content-type": "application/json", "connect-protocol-version": "1", "connect-timeout-ms": "9999999999" },
+        [Buffer.from('{"backend":"echo"}')],
+      );
+      expect(c.headers[":status"]).toBe("200");
+      await new Promise((r) => setTimeout(r, 50));
+      expect(warnings.filter((w) => w.name === "TimeoutOverflowWarning")).toEqual([]);
+    } finally {
+      process.off("warning", onWarning);
+    }
+  });
+
+  it("caps WorkerMetrics streams per connection; another connection still subscribes", async () => {
+    const client = connectClient(server.port, "grpc");
+    const ac = new AbortController();
+    const open = [0, 1].map(() => client.workerMetrics({}, { signal: ac.signal })[Symbol.asyncIterator]());
+    for (const it of open) await it.next();
+    const third = client.workerMetrics({}, { signal: ac.signal })[Symbol.asyncIterator]();
+    const err = await third.next().then(() => undefined, (e: unknown) => ConnectError.from(e));
+    expect(err?.code).toBe(Code.ResourceExhausted);
+    expect(err?.rawMessage).toContain("per connection");
+    const other = connectClient(server.port, "grpc").workerMetrics({}, { signal: ac.signal })[Symbol.asyncIterator]();
+    expect((await other.next()).done).toBe(false);
+    ac.abort();
+  });
+});

@@ -1,0 +1,130 @@
+import * as http2 from "node:http2";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { Code } from "@connectrpc/connect";
+import { afterAll, describe, expect, it } from "vitest";
+import { SubmitRequestSchema } from "../../gen/dispatcher/v1/dispatcher_pb.js";
+import { echoHandler } from "../../src/backends/echo.js";
+import { createDispatcher } from "../../src/core/index.js";
+import { startServer, type DispatcherServer, type Limits } from "../../src/server/index.js";
+import { connectClient } from "../helpers/clients.js";
+import { gc } from "../helpers/gc.js";
+import { envelope, rawCall } from "../server/raw-h2.js";
+
+const SUBMIT = "/dispatcher.v1.DispatcherService/Submit";
+const grpcHeaders = { ":path": SUBMIT, "content-type": "application/grpc", te: "trailers" };
+const servers: DispatcherServer[] = [];
+afterAll(() => Promise.all(servers.map((s) => s.close())));
+
+async function start(limits: Partial<Limits> = {}, authTokens?: string[], delayMs = 0): Promise<DispatcherServer> {
+  const s = await startServer({
+    dispatcher: createDispatcher({ backends: [{ name: "echo", handler: echoHandler({ delayMs }), workers: 2, maxConcurrency: 64, queueCapacity: 256 }] }),
+    limits,
+    authTokens,
+  });
+  servers.push(s);
+  return s;
+}
+
+/** A binary SubmitRequest whose `json` is a list of `n` nulls: 4 bytes each on the wire, hundreds decoded. */
+function nullList(n: number): Buffer {
+  const element = Buffer.from([0x0a, 0x02, 0x08, 0x00]);
+  const list = Buffer.concat(Array.from({ length: n }, () => element));
+  const value = Buffer.concat([Buffer.from([0x32]), varint(list.length), list]);
+  return Buffer.concat([Buffer.from([0x0a, 0x04]), Buffer.from("echo"), Buffer.from([0x1a]), varint(value.length), value]);
+}
+
+function varint(n: number): Buffer {
+  const out: number[] = [];
+  while (n >= 0x80) {
+    out.push((n & 0x7f) | 0x80);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+  return Buffer.from(out);
+}
+
+async function served(s: DispatcherServer): Promise<void> {
+  expect((await connectClient(s.port, "grpc").submit({ backend: "echo" })).workerId).toMatch(/^echo\//);
+}
+
+describe("bounded cost per byte", () => {
+  it("answers 16 concurrent 4 MiB lists of a million nulls without decoding them; RSS grows ≤ 200 MB", { timeout: 120_000 }, async () => {
+    const s = await start();
+    const body = envelope(nullList(Math.floor((4 * 1024 * 1024 - 64) / 4)));
+    expect(body.length).toBeLessThanOrEqual(4 * 1024 * 1024 + 5);
+    await gc();
+    const before = process.memoryUsage().rss;
+    let peak = before;
+    const sample = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20);
+    try {
+      const calls = Array.from({ length: 16 }, () => rawCall(s.port, grpcHeaders, [body]));
+      await served(s);
+      const answers = await Promise.all(calls);
+      for (const a of answers) {
+        expect(a.trailers["grpc-status"]).toBe(String(Code.InvalidArgument));
+        expect(a.trailers["grpc-message"]).toContain("json: more than 100000 values");
+      }
+    } finally {
+      clearInterval(sample);
+    }
+    // The payload bodies themselves (16 × 4 MiB) are held by the test's own client in this process too.
+    expect((peak - before) / 2 ** 20).toBeLessThanOrEqual(200);
+  });
+
+  it("refuses JSON nested too deep, before decode, on the Connect protocol too", async () => {
+    const s = await start({ maxJsonDepth: 10 });
+    const deep = `{"backend":"echo","json":${"[".repeat(50)}${"]".repeat(50)}}`;
+    const a = await rawCall(s.port, { ":path": SUBMIT, "content-type": "application/json", "connect-protocol-version": "1" }, [Buffer.from(deep)]);
+    expect(a.headers[":status"]).toBe("400");
+    expect(a.body.toString()).toContain("nested deeper than 10 levels");
+    await served(s);
+  });
+
+  it("refuses an unauthenticated client before decoding its payload", async () => {
+    const s = await start({}, ["the-token"]);
+    const a = await rawCall(s.port, grpcHeaders, [envelope(nullList(500_000))]);
+    // UNAUTHENTICATED, not the payload's INVALID_ARGUMENT: nothing was decoded or scanned.
+    expect(a.trailers["grpc-status"]).toBe(String(Code.Unauthenticated));
+    const ok = await connectClient(s.port, "grpc").submit({ backend: "echo" }, { headers: { authorization: "Bearer the-token" } });
+    expect(ok.workerId).toMatch(/^echo\//);
+  });
+});
+
+describe("shed before work", () => {
+  it("refuses calls over the in-flight limit before reading their body", async () => {
+    const s = await start({ maxInflightCalls: 4 }, undefined, 300);
+    const client = connectClient(s.port, "grpc");
+    const outcomes = await Promise.all(
+      Array.from({ length: 20 }, () => client.submit({ backend: "echo" }).then(() => "OK", (e: { code?: Code; rawMessage?: string }) => `${e.code}: ${e.rawMessage}`)),
+    );
+    expect(outcomes.filter((o) => o === "OK").length).toBeGreaterThan(0);
+    const refused = outcomes.filter((o) => o !== "OK");
+    expect(refused.length).toBeGreaterThan(0);
+    for (const r of refused) expect(r).toMatch(new RegExp(`^${Code.ResourceExhausted}: server busy: \\d+ calls in progress`));
+  });
+
+  it("refuses request bytes over the server's decode budget; calls within it are served", async () => {
+    const s = await start({ maxDecodingBytes: 100 * 1024 });
+    const session = http2.connect(`http://127.0.0.1:${s.port}`);
+    session.on("error", () => {});
+    const payload = toBinary(SubmitRequestSchema, create(SubmitRequestSchema, { backend: "echo", payload: { case: "binary", value: new Uint8Array(60 * 1024) } }));
+    const statuses = await Promise.all(
+      [0, 1, 2].map(
+        () =>
+          new Promise<string | undefined>((resolve) => {
+            const req = session.request({ ":method": "POST", ...grpcHeaders });
+            req.on("error", () => {});
+            req.on("trailers", (t) => resolve(String(t["grpc-status"])));
+            req.on("close", () => resolve(undefined));
+            // Never ended: the bytes stay held until the budget refuses one of them.
+            req.write(envelope(payload));
+            req.resume();
+            setTimeout(() => req.close(), 3_000);
+          }),
+      ),
+    );
+    expect(statuses).toContain(String(Code.ResourceExhausted));
+    session.destroy();
+    await served(s);
+  });
+});
