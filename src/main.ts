@@ -39,7 +39,7 @@ async function main(): Promise<number> {
       host: args.host,
       port: args.port === undefined ? undefined : Number(args.port),
     });
-    log.level = config.server.logLevel;
+    log.level = config.log.level;
     // Telemetry first, so that the server's first call is traced.
     telemetry = await startTelemetry({
       prometheusPort: config.telemetry.prometheusPort,
