@@ -22,6 +22,13 @@ const CORE_MAX_EJECTION_MS = 300_000;
 /** A cross-key issue whose message already says what was found (durations in ms, not as written). */
 const BARE = { bare: true };
 
+/**
+ * Workers of one backend given as a count. Each is a lane with its own queue,
+ * counters and a line in every WorkerMetrics message; the core allocates them
+ * up front, so `workers: 2147483647` would exhaust memory at start.
+ */
+const MAX_WORKERS = 1024;
+
 /** SETTINGS_MAX_CONCURRENT_STREAMS is 32 bits; Node's http2 throws on more. */
 const MAX_STREAMS = 2 ** 32 - 1;
 
@@ -86,7 +93,7 @@ const list = <T extends z.ZodType>(item: T) =>
 const backend = table({
   name,
   kind: nonEmptyString,
-  workers: int(1).optional(),
+  workers: int(1, MAX_WORKERS).optional(),
   endpoints: list(endpoint).optional(),
   max_concurrency: int(1).optional(),
   queue_capacity: int(0).optional(),
