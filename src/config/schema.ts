@@ -131,12 +131,18 @@ function backendRules(b: Record<string, unknown>, ctx: z.RefinementCtx): void {
   }
   if (Array.isArray(b["endpoints"])) {
     // The core names a worker by its name or else its index: "1" named on worker 0 collides with worker 1.
-    const seen = new Set<string>();
+    const seen = new Map<string, number>();
     b["endpoints"].forEach((e: unknown, i) => {
       const n = isMapping(e) ? e["name"] : undefined;
       const id = typeof n === "string" ? n : String(i);
-      if (seen.has(id)) ctx.addIssue({ code: "custom", path: ["endpoints", i, "name"], message: `duplicate worker name "${id}"`, input: n });
-      seen.add(id);
+      const first = seen.get(id);
+      if (first !== undefined) {
+        const issue = typeof n === "string"
+          ? { message: `duplicate worker name "${id}"`, input: n }
+          : { message: `duplicate worker name "${id}": unnamed, this worker takes its index, already the name of endpoints[${first}]`, params: BARE };
+        ctx.addIssue({ code: "custom", path: ["endpoints", i, "name"], ...issue });
+      }
+      seen.set(id, first ?? i);
     });
   }
   const retry = isMapping(b["retry"]) ? b["retry"] : {};
