@@ -1,9 +1,7 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { pino } from "pino";
-import { startApp } from "./app.js";
-import { checkBackendKinds, ConfigError, loadConfig, type Config } from "./config.js";
-import { startTelemetry, type Telemetry } from "./telemetry/index.js";
+import type { Config } from "./config.js";
+import type { Telemetry } from "./telemetry/index.js";
 
 const usage = `usage: dispatcher [--config FILE.yaml|FILE.json] [--host HOST] [--port PORT]
        dispatcher --check-config [FILE | --config FILE]
@@ -40,6 +38,7 @@ function printConfigErrors(file: string | undefined, errors: readonly string[]):
 
 /** Loads and checks the config, kinds included; a number is the exit status when it is not valid. */
 async function checkedConfig(file: string | undefined, host: string | undefined, port: string | undefined): Promise<Config | number> {
+  const { checkBackendKinds, ConfigError, loadConfig } = await import("./config.js");
   let config: Config;
   try {
     config = await loadConfig(file, process.env, { host, port });
@@ -96,6 +95,8 @@ async function main(): Promise<number> {
     return 0;
   }
 
+  // The server and telemetry are loaded only to serve: --version and --check-config answer without them.
+  const [{ pino }, { startApp }, { startTelemetry }] = await Promise.all([import("pino"), import("./app.js"), import("./telemetry/index.js")]);
   // The logger is made from the validated level: an unknown LOG_LEVEL is a config error above, not a crash here.
   const log = pino({ level: config.log.level });
   log.info({ file: file ?? null, backends: names }, `config loaded from ${file ?? "the built-in config"}`);
