@@ -6,5 +6,5 @@ export type { AuthConfig, BackendConfig, Config, LogConfig, OutlierConfig, Serve
 export { defaultConfigFile, loadConfig, type Overrides } from "./config/load.js";
 export { validateConfig } from "./config/validate.js";
 export { ConfigError } from "./config/errors.js";
-export { checkBackendKinds } from "./config/kinds.js";
+export { checkBackendKinds, checkSecrets } from "./config/preflight.js";
 export { logLevels } from "./config/fields.js";

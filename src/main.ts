@@ -9,8 +9,9 @@ const usage = `usage: dispatcher [--config FILE.yaml|FILE.json] [--host HOST] [-
 
 Serves DispatcherService over gRPC, gRPC-Web and Connect (h2c and HTTP/1.1 on one port, or TLS),
 with gRPC health and reflection. SIGTERM/SIGINT drain and exit 0; a second signal exits 1.
---check-config validates the config (the file, the environment and each backend kind's options)
-without listening, prints "config OK: ..." and exits 0, or prints every error and exits 2.
+--check-config validates the config (the file, the environment, each backend kind's options, and
+the auth and TLS files it names) without listening, prints "config OK: ..." and exits 0, or prints
+every error and exits 2.
 Environment: HOST, PORT, LOG_LEVEL, SHUTDOWN_GRACE, REFLECTION, AUTH_TOKENS_FILE, TLS_CERT_FILE,
 TLS_KEY_FILE, PROMETHEUS_PORT override the config file; flags override both.
 Tracing: the standard OTEL_* variables (e.g. OTEL_EXPORTER_OTLP_ENDPOINT); nothing is exported unless set.
@@ -38,7 +39,7 @@ function printConfigErrors(file: string | undefined, errors: readonly string[]):
 
 /** Loads and checks the config, kinds included; a number is the exit status when it is not valid. */
 async function checkedConfig(file: string | undefined, host: string | undefined, port: string | undefined): Promise<Config | number> {
-  const { checkBackendKinds, ConfigError, loadConfig } = await import("./config.js");
+  const { checkBackendKinds, checkSecrets, ConfigError, loadConfig } = await import("./config.js");
   let config: Config;
   try {
     config = await loadConfig(file, process.env, { host, port });
@@ -46,9 +47,10 @@ async function checkedConfig(file: string | undefined, host: string | undefined,
     if (e instanceof ConfigError) return printConfigErrors(file, e.errors);
     throw e;
   }
-  // Kinds check their own options when built: a bad one is a config error too, found before anything listens.
-  const kindErrors = await checkBackendKinds(config, process.env);
-  if (kindErrors.length > 0) return printConfigErrors(file, kindErrors);
+  // Kinds check their own options when built, and auth and TLS name files and variables: a problem there is a
+  // config error too, found before anything listens.
+  const errors = [...(await checkSecrets(config, process.env)), ...(await checkBackendKinds(config, process.env))];
+  if (errors.length > 0) return printConfigErrors(file, errors);
   return config;
 }
 

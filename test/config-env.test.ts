@@ -2,7 +2,7 @@ import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { checkBackendKinds, ConfigError, loadConfig, validateConfig } from "../src/config.js";
+import { checkBackendKinds, checkSecrets, ConfigError, loadConfig, validateConfig } from "../src/config.js";
 
 async function errorsOf(p: Promise<unknown>): Promise<string[]> {
   return p.then(
@@ -82,5 +82,25 @@ describe("backend kinds", () => {
       `backends[3].endpoints: required for kind "http" (one worker per upstream URL)`,
     ]);
     expect(await checkBackendKinds(validateConfig({ backends: [{ name: "e", kind: "http", endpoints: ["http://127.0.0.1:1"] }] }), {})).toEqual([]);
+  });
+});
+
+describe("auth and TLS files", () => {
+  const backends = [{ name: "a", kind: "echo" }];
+  it("reports each file that cannot be read and each token source without tokens, never their contents", async () => {
+    const empty = await file("tokens", "# no tokens yet\n");
+    const config = validateConfig({
+      backends,
+      server: { auth: { tokens_file: empty, tokens_env: "TEST_TOKENS" }, tls: { cert_file: "/nonexistent/c.pem", key_file: "/nonexistent/k.pem" } },
+    });
+    expect(await checkSecrets(config, {})).toEqual([
+      "server.auth.tokens_file: no tokens found",
+      "server.auth.tokens_env: environment variable TEST_TOKENS is not set",
+      "server.tls.cert_file: cannot read /nonexistent/c.pem: ENOENT",
+      "server.tls.key_file: cannot read /nonexistent/k.pem: ENOENT",
+    ]);
+    const good = await file("tokens", "s3cret-token\n");
+    const ok = validateConfig({ backends, server: { auth: { tokens_file: good, tokens_env: "TEST_TOKENS" } } });
+    expect(await checkSecrets(ok, { TEST_TOKENS: "other-token" })).toEqual([]);
   });
 });
