@@ -100,7 +100,9 @@ async function main(): Promise<number> {
   // The server and telemetry are loaded only to serve: --version and --check-config answer without them.
   const [{ pino }, { startApp }, { startTelemetry }] = await Promise.all([import("pino"), import("./app.js"), import("./telemetry/index.js")]);
   // The logger is made from the validated level: an unknown LOG_LEVEL is a config error above, not a crash here.
-  const log = pino({ level: config.log.level });
+  // Synchronous writes: pino's default asynchronous stdout writes its buffer synchronously at exit, which can
+  // overtake a write still in flight, so the last lines of a drain came out of order (or not at all).
+  const log = pino({ level: config.log.level }, pino.destination({ dest: 1, sync: true }));
   log.info({ file: file ?? null, backends: names }, `config loaded from ${file ?? "the built-in config"}`);
   let app;
   let telemetry: Telemetry | undefined;
@@ -114,10 +116,6 @@ async function main(): Promise<number> {
       log.info({ port: telemetry.prometheusPort }, `metrics at http://${config.telemetry.prometheusHost}:${telemetry.prometheusPort}/metrics`);
     }
     app = await startApp(config, { observer: telemetry.observer, interceptors: telemetry.interceptors });
-    log.info(
-      { host: app.server.host, port: app.server.port, backends: app.dispatcher.backendNames() },
-      `dispatcher listening on ${app.server.host}:${app.server.port}`,
-    );
   } catch (e) {
     // One line that says what failed (e.g. "listen EADDRINUSE: address already in use 127.0.0.1:8080"); no stack:
     // these are conditions of the machine, not bugs.
@@ -158,6 +156,11 @@ async function main(): Promise<number> {
     };
     process.on("SIGTERM", () => stop("SIGTERM"));
     process.on("SIGINT", () => stop("SIGINT"));
+    // Logged once signals are handled: whoever waits for this line (a supervisor, a test) may stop the process at once.
+    log.info(
+      { host: running.server.host, port: running.server.port, backends: running.dispatcher.backendNames() },
+      `dispatcher listening on ${running.server.host}:${running.server.port}`,
+    );
   });
 }
 

@@ -60,7 +60,7 @@ const badLines = [
   "  backends[0].max_concurency: unknown key; known: name, kind, workers, endpoints, max_concurrency, queue_capacity, timeout, policy, affinity, retry, outlier, idempotent, expose_upstream_errors, options (got 4)",
 ];
 
-describe("dispatcher command line", () => {
+describe("dispatcher command line", { timeout: 90_000 }, () => {
   it("--version prints the package's version", async () => {
     const version = (JSON.parse(readFileSync(join(repo, "package.json"), "utf8")) as { version: string }).version;
     expect(await cli(["--version"])).toEqual({ code: 0, stdout: `${version}\n`, stderr: "" });
@@ -132,7 +132,7 @@ describe("dispatcher command line", () => {
         return [];
       }
     });
-    expect(msgs[0]).toBe("config loaded from good.yaml");
+    expect(msgs[0], child.logs.join("\n")).toBe("config loaded from good.yaml");
     expect(msgs.slice(-4)).toEqual([
       "draining: new calls get UNAVAILABLE", "dispatcher drained: every job has settled", "server closed", "telemetry flushed; stopped",
     ]);
