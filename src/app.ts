@@ -53,8 +53,7 @@ export async function startApp(config: Config, hooks: AppHooks = {}): Promise<Ap
       reflection: config.server.reflection,
       authTokens,
       tls,
-      // The `dashboard: false` config key (issue 15); src/config.ts does not validate it yet.
-      dashboard: (config as { dashboard?: boolean }).dashboard ?? true,
+      dashboard: config.dashboard,
     });
   } catch (e) {
     await dispatcher.close();
@@ -88,6 +87,9 @@ export async function backendOptions(config: Config, env: NodeJS.ProcessEnv = pr
         affinity: { ttlMs: b.affinity.ttlMs, maxPins: b.affinity.maxPins, spillLoadFactor: b.affinity.spillLoadFactor },
         retry: b.retry,
         outlier: b.outlier,
+        scheduling: b.scheduling,
+        firstChunkTimeoutMs: b.ttftTimeoutMs,
+        stallTimeoutMs: b.stallTimeoutMs,
       });
     }
   } catch (e) {
