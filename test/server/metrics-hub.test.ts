@@ -25,7 +25,14 @@ function worker(backend: string, index: number): WorkerSnapshot {
     queueWaitP99Ms: 0,
     executionP50Ms: 0,
     executionP99Ms: 0,
-  } as WorkerSnapshot;
+    endpoint: undefined,
+    displaced: 0,
+    openStreams: 0,
+    ttftP50Ms: 0,
+    ttftP99Ms: 0,
+    tiers: [],
+    tenants: [],
+  } satisfies WorkerSnapshot;
 }
 
 function collector() {
