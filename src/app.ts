@@ -54,6 +54,7 @@ export async function startApp(config: Config, hooks: AppHooks = {}): Promise<Ap
       authTokens,
       tls,
       dashboard: config.dashboard,
+      accessLog: config.log.access && hooks.log !== undefined ? (e) => hooks.log!.info(e, `${e.method} ${e.code}`) : undefined,
     });
   } catch (e) {
     await dispatcher.close();

@@ -2,7 +2,8 @@ import type { Value } from "@bufbuild/protobuf/wkt";
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import { DispatcherService, type SubmitRequest, type WorkerMetricsRequest } from "../../gen/dispatcher/v1/dispatcher_pb.js";
-import { DispatchError, type Dispatcher, type Payload } from "../core/index.js";
+import { DispatchError, type Dispatcher, type JobResult, type Payload } from "../core/index.js";
+import { accessEntry, type AccessLog } from "./access-log.js";
 import { payloadFromProto, streamDoneToProto, streamEventToProto, submitResponseToProto } from "./convert.js";
 import { toConnectError } from "./errors.js";
 import { connectionKey } from "./edge/connection.js";
@@ -15,97 +16,144 @@ const DEFAULT_INTERVAL_MS = 1_000;
 /** Shortest interval: faster ticks cost every subscriber CPU and say little more. */
 const MIN_INTERVAL_MS = 100;
 
-export function dispatcherRoutes(dispatcher: Dispatcher, hub: MetricsHub, limits: Limits) {
+export function dispatcherRoutes(dispatcher: Dispatcher, hub: MetricsHub, limits: Limits, access?: AccessLog) {
   /** WorkerMetrics streams open per connection: one client must not take every subscriber slot. */
   const perConnection = new WeakMap<object, number>();
+  /** For the access log: the core's result behind an answer (worker, queue wait, run time, attempts). */
+  const lastResult = new WeakMap<object, JobResult>();
+  const doneResult = new WeakMap<object, JobResult>();
   return (router: ConnectRouter) =>
     router.service(DispatcherService, {
       async submit(req, ctx) {
-        checkSubmit(req, limits);
-        let payload: Payload;
-        try {
-          payload = payloadFromProto(req.payload);
-        } catch (e) {
-          throw new ConnectError(`json: not a valid JSON value: ${(e as Error).message}`, Code.InvalidArgument);
+        if (access !== undefined) {
+          const started = performance.now();
+          try {
+            const r = await submitOnce(req, ctx);
+            access(accessEntry("Submit", req.backend, started, lastResult.get(r), undefined));
+            return r;
+          } catch (e) {
+            access(accessEntry("Submit", req.backend, started, undefined, e));
+            throw e;
+          }
         }
-        const requestValue: Value | undefined = req.payload.case === "json" ? req.payload.value : undefined;
-        try {
-          const r = await dispatcher.submit({
-            backend: req.backend,
-            sessionId: req.sessionId,
-            payload,
-            metadata: req.metadata,
-            signal: ctx.signal,
-            timeoutMs: effectiveTimeoutMs(ctx.timeoutMs(), limits),
-            priority: req.priority,
-            tenant: req.tenant,
-          });
-          return submitResponseToProto(r, payload, requestValue);
-        } catch (e) {
-          throw callError(e, ctx);
-        }
+        return submitOnce(req, ctx);
       },
 
       async *submitStream(req, ctx) {
-        checkSubmit(req, limits);
-        let payload: Payload;
+        const started = performance.now();
+        let result: JobResult | undefined;
         try {
-          payload = payloadFromProto(req.payload);
+          for await (const m of submitStreamOnce(req, ctx)) {
+            if (m.event.case === "done") result = doneResult.get(m);
+            yield m;
+          }
+          if (access !== undefined) access(accessEntry("SubmitStream", req.backend, started, result, undefined));
         } catch (e) {
-          throw new ConnectError(`json: not a valid JSON value: ${(e as Error).message}`, Code.InvalidArgument);
-        }
-        const job = dispatcher.submitStream({
-          backend: req.backend,
-          sessionId: req.sessionId,
-          payload,
-          metadata: req.metadata,
-          signal: ctx.signal,
-          timeoutMs: effectiveTimeoutMs(ctx.timeoutMs(), limits),
-          priority: req.priority,
-          tenant: req.tenant,
-        });
-        try {
-          // Each event is written before the next chunk is pulled from the backend (backpressure).
-          for await (const e of job.events) yield streamEventToProto(e);
-          yield streamDoneToProto(await job.result);
-        } catch (e) {
-          throw callError(e, ctx);
+          if (access !== undefined) access(accessEntry("SubmitStream", req.backend, started, undefined, e));
+          throw e;
         }
       },
 
       async *workerMetrics(req, ctx) {
-        const filter = metricsFilter(req, dispatcher);
-        const intervalMs = metricsInterval(req);
-        if (hub.subscribers >= limits.maxMetricsSubscribers) {
-          throw new ConnectError(`WorkerMetrics: ${hub.subscribers} streams open, the server's limit`, Code.ResourceExhausted);
-        }
-        const conn = ctx.values.get(connectionKey);
-        const mine = conn === undefined ? 0 : (perConnection.get(conn) ?? 0);
-        if (conn !== undefined && mine >= limits.maxMetricsStreamsPerConnection) {
-          throw new ConnectError(
-            `WorkerMetrics: ${mine} streams open on this connection, the server's limit per connection`,
-            Code.ResourceExhausted,
-          );
-        }
-        if (conn !== undefined) perConnection.set(conn, mine + 1);
-        const sub = hub.subscribe(intervalMs, filter, ctx.signal);
+        const started = performance.now();
         try {
-          // The first message goes out at once: stream headers travel with it (PLATFORM.md).
-          yield hub.current(filter);
-          // Resumed once that message is written: from here, ticks can go out as shared, pre-encoded frames.
-          const sink = frameSinkFor(ctx);
-          if (sink !== undefined) await sub.stream(sink);
-          for (;;) {
-            const next = await sub.next();
-            ctx.signal.throwIfAborted();
-            yield next;
-          }
+          yield* workerMetricsOnce(req, ctx);
         } finally {
-          sub.unsubscribe();
-          if (conn !== undefined) perConnection.set(conn, (perConnection.get(conn) ?? 1) - 1);
+          if (access !== undefined) access(accessEntry("WorkerMetrics", undefined, started, undefined, ctx.signal.aborted ? new ConnectError("stream ended", Code.Canceled) : undefined));
         }
       },
     });
+
+  async function submitOnce(req: SubmitRequest, ctx: HandlerContext) {
+    checkSubmit(req, limits);
+    let payload: Payload;
+    try {
+      payload = payloadFromProto(req.payload);
+    } catch (e) {
+      throw new ConnectError(`json: not a valid JSON value: ${(e as Error).message}`, Code.InvalidArgument);
+    }
+    const requestValue: Value | undefined = req.payload.case === "json" ? req.payload.value : undefined;
+    try {
+      const r = await dispatcher.submit({
+        backend: req.backend,
+        sessionId: req.sessionId,
+        payload,
+        metadata: req.metadata,
+        signal: ctx.signal,
+        timeoutMs: effectiveTimeoutMs(ctx.timeoutMs(), limits),
+        priority: req.priority,
+        tenant: req.tenant,
+      });
+      const out = submitResponseToProto(r, payload, requestValue);
+      if (access !== undefined) lastResult.set(out, r);
+      return out;
+    } catch (e) {
+      throw callError(e, ctx);
+    }
+  }
+
+  async function* submitStreamOnce(req: SubmitRequest, ctx: HandlerContext) {
+    checkSubmit(req, limits);
+    let payload: Payload;
+    try {
+      payload = payloadFromProto(req.payload);
+    } catch (e) {
+      throw new ConnectError(`json: not a valid JSON value: ${(e as Error).message}`, Code.InvalidArgument);
+    }
+    const job = dispatcher.submitStream({
+      backend: req.backend,
+      sessionId: req.sessionId,
+      payload,
+      metadata: req.metadata,
+      signal: ctx.signal,
+      timeoutMs: effectiveTimeoutMs(ctx.timeoutMs(), limits),
+      priority: req.priority,
+      tenant: req.tenant,
+    });
+    try {
+      // Each event is written before the next chunk is pulled from the backend (backpressure).
+      for await (const e of job.events) yield streamEventToProto(e);
+      const r = await job.result;
+      const done = streamDoneToProto(r);
+      if (access !== undefined) doneResult.set(done, r);
+      yield done;
+    } catch (e) {
+      throw callError(e, ctx);
+    }
+  }
+
+  async function* workerMetricsOnce(req: WorkerMetricsRequest, ctx: HandlerContext) {
+    const filter = metricsFilter(req, dispatcher);
+    const intervalMs = metricsInterval(req);
+    if (hub.subscribers >= limits.maxMetricsSubscribers) {
+      throw new ConnectError(`WorkerMetrics: ${hub.subscribers} streams open, the server's limit`, Code.ResourceExhausted);
+    }
+    const conn = ctx.values.get(connectionKey);
+    const mine = conn === undefined ? 0 : (perConnection.get(conn) ?? 0);
+    if (conn !== undefined && mine >= limits.maxMetricsStreamsPerConnection) {
+      throw new ConnectError(
+        `WorkerMetrics: ${mine} streams open on this connection, the server's limit per connection`,
+        Code.ResourceExhausted,
+      );
+    }
+    if (conn !== undefined) perConnection.set(conn, mine + 1);
+    const sub = hub.subscribe(intervalMs, filter, ctx.signal);
+    try {
+      // The first message goes out at once: stream headers travel with it (PLATFORM.md).
+      yield hub.current(filter);
+      // Resumed once that message is written: from here, ticks can go out as shared, pre-encoded frames.
+      const sink = frameSinkFor(ctx);
+      if (sink !== undefined) await sub.stream(sink);
+      for (;;) {
+        const next = await sub.next();
+        ctx.signal.throwIfAborted();
+        yield next;
+      }
+    } finally {
+      sub.unsubscribe();
+      if (conn !== undefined) perConnection.set(conn, (perConnection.get(conn) ?? 1) - 1);
+    }
+  }
 }
 
 /** A client cancel that is really connect's deadline timer must still read as DEADLINE_EXCEEDED. */

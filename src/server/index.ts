@@ -3,6 +3,7 @@ import { DispatcherService } from "../../gen/dispatcher/v1/dispatcher_pb.js";
 import type { Dispatcher } from "../core/index.js";
 import { bearerAuth } from "./auth.js";
 import { createDashboardHandler } from "./dashboard.js";
+import type { AccessLog } from "./access-log.js";
 import { dispatcherRoutes } from "./dispatcher-service.js";
 import { createHealthState, healthRoutes, type HealthState } from "./health.js";
 import { listenHttp2, type Http2Listener } from "./http2-server.js";
@@ -16,6 +17,8 @@ const submitPath = `/${DispatcherService.typeName}/${DispatcherService.method.su
 
 export interface ServerOptions {
   dispatcher: Dispatcher;
+  /** Called once per Submit / SubmitStream / WorkerMetrics call with what it did (`log.access`). Default: none. */
+  accessLog?: AccessLog;
   /** Default 127.0.0.1: exposing the service is a decision, not a default. */
   host?: string;
   /** Default 0 (a free port). */
@@ -86,7 +89,7 @@ export async function startServer(o: ServerOptions): Promise<DispatcherServer> {
     fastPath: o.fastPath,
     interceptors,
     routes: (router) => {
-      dispatcherRoutes(o.dispatcher, hub, limits)(router);
+      dispatcherRoutes(o.dispatcher, hub, limits, o.accessLog)(router);
       healthRoutes(health)(router);
       for (const r of o.routes ?? []) r(router);
       if (o.reflection ?? true) reflectionRoutes()(router);
