@@ -70,9 +70,8 @@ describe("scheduling end to end", () => {
     for (let i = 0; i < 5; i++) await client.submit({ backend: "deadlines" });
     const backlog = Array.from({ length: 10 }, () => client.submit({ backend: "deadlines" }));
     await new Promise((r) => setTimeout(r, 20));
-    const t0 = performance.now();
     const err = await client.submit({ backend: "deadlines" }, { timeoutMs: 100 }).catch((e: unknown) => ConnectError.from(e));
-    expect(performance.now() - t0).toBeLessThan(80); // refused at admission, not after waiting out its deadline
+    // RESOURCE_EXHAUSTED naming the estimate: refused at admission (a call that waited would end DEADLINE_EXCEEDED).
     expect((err as ConnectError).code).toBe(Code.ResourceExhausted);
     expect((err as ConnectError).rawMessage).toMatch(/estimated queue wait on deadlines\/0 is \d+ ms, more than the \d+ ms left/);
     await Promise.all(backlog);
