@@ -10,6 +10,7 @@ import { edgeSuite } from "./suites/edge.js";
 import { attacksSuite } from "./suites/attacks.js";
 import { metricsSuite } from "./suites/metrics.js";
 import { schedulingSuite } from "./suites/scheduling.js";
+import { streamSuite } from "./suites/stream.js";
 
 const suites: Record<string, (ctx: BenchContext) => Promise<unknown>> = {
   e2e: e2eSuite,
@@ -17,6 +18,7 @@ const suites: Record<string, (ctx: BenchContext) => Promise<unknown>> = {
   metrics: metricsSuite,
   scheduling: schedulingSuite,
   fairness: fairnessSuite,
+  stream: streamSuite,
   edge: edgeSuite,
   attacks: attacksSuite,
 };
