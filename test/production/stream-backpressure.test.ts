@@ -68,10 +68,10 @@ describe("streams to clients that never read", () => {
     await expect.poll(() => pulled.size, { timeout: 20_000 }).toBe(STREAMS);
     // Let every stream fill its client's flow-control window (64 KiB by default) and stall.
     await new Promise((r) => setTimeout(r, 4_000));
-    // Per stream: a window's worth of 1 KiB chunks at most, plus one in hand and the transport's buffers.
-    // A writer that ignored flow control would have pulled thousands per stream by now.
+    // Per stream: the client's 64 KiB window of 1 KiB chunks, plus one in hand and the transport's own write
+    // buffer (Node 24 holds about one more window). A writer that ignored flow control would have pulled thousands.
     const most = Math.max(...pulled.values());
-    expect(most).toBeLessThan(100);
+    expect(most).toBeLessThan(300);
     global.gc?.();
     const grownMb = (process.memoryUsage().rss - rssBefore) / 2 ** 20;
     // Server and clients share this process: the clients' own windows hold up to 64 MiB of what was sent.

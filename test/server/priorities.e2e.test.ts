@@ -78,19 +78,24 @@ describe("scheduling end to end", () => {
   });
 
   it("WorkerMetrics shows tiers and tenants", async () => {
+    // A backend whose one slot stays taken until the test lets go: the queue holds still while it is read.
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    app.dispatcher.register({ name: "held", maxConcurrency: 1, handler: async (p) => (await held, p) });
     const client = connectClient(app.server.port, "grpc");
     const pending = [
-      ...Array.from({ length: 3 }, () => client.submit({ backend: "tiers", priority: 1, tenant: "a" })),
-      ...Array.from({ length: 2 }, () => client.submit({ backend: "tiers", priority: 2, tenant: "b" })),
+      ...Array.from({ length: 3 }, () => client.submit({ backend: "held", priority: 1, tenant: "a" })),
+      ...Array.from({ length: 2 }, () => client.submit({ backend: "held", priority: 2, tenant: "b" })),
     ];
-    await new Promise((r) => setTimeout(r, 20));
+    await expect.poll(() => app.dispatcher.snapshot(["held"])[0]!.queued, { timeout: 5_000 }).toBe(4);
     let first;
-    for await (const m of client.workerMetrics({ backends: ["tiers"] })) {
+    for await (const m of client.workerMetrics({ backends: ["held"] })) {
       first = m.workers[0]!;
       break;
     }
     expect(first!.tiers.map((t) => t.queued)).toEqual([0, 2, 2, 0]);
     expect(first!.tenants.map((t) => [t.tenant, t.queued]).sort()).toEqual([["a", 2], ["b", 2]]);
+    release();
     await Promise.all(pending);
   });
 });
