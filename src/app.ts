@@ -54,6 +54,7 @@ export async function startApp(config: Config, hooks: AppHooks = {}): Promise<Ap
       authTokens,
       tls,
       dashboard: config.dashboard,
+      corsAllowedOrigins: config.server.corsAllowedOrigins,
     });
   } catch (e) {
     await dispatcher.close();

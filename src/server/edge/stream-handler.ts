@@ -9,6 +9,7 @@ import { FastContext, resetError } from "./context.js";
 import { clampDeadlineHeaders, parseGrpcTimeout } from "./deadline.js";
 import { answerError, runFastCall, type FastCall } from "./fast-unary.js";
 import { createJsonTextScan } from "./json-scan.js";
+import { decodeTextRequest, encodeTextResponse, isGrpcWebText } from "../grpc-web-text.js";
 import { buildRoutes, type EdgeRoute } from "./routes.js";
 import { universalRequest, writeUniversalResponse } from "./universal.js";
 import type { Watchdog, Watched } from "./watchdog.js";
@@ -185,8 +186,10 @@ export function createStreamHandler(o: EdgeOptions): { onStream: (stream: http2.
     const scan = o.json !== undefined && /^application\/json/i.test(ct) ? createJsonTextScan(o.json.maxNodes, o.json.maxDepth) : undefined;
     const body = refuse !== undefined ? refusing(stream, refuse) : budgeted(stream, prefix, scan);
     const req = universalRequest(stream, headers, body, values);
-    route.handler(req).then(
-      (res) => writeUniversalResponse(res, stream),
+    // gRPC-Web text mode: connect serves the binary protocol, translated around it.
+    const text = isGrpcWebText(ct);
+    route.handler(text ? decodeTextRequest(req) : req).then(
+      (res) => writeUniversalResponse(text ? encodeTextResponse(res) : res, stream),
       () => {
         if (!stream.destroyed) stream.close(NGHTTP2_CANCEL);
       },
