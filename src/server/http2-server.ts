@@ -3,7 +3,7 @@ import * as http2 from "node:http2";
 import * as net from "node:net";
 import * as tls from "node:tls";
 import type { AddressInfo } from "node:net";
-import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import { createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { compressionBrotli, compressionGzip, connectNodeAdapter, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import { createCors, type Cors } from "./cors.js";
 import type { DashboardHandler } from "./dashboard.js";
@@ -114,7 +114,10 @@ export async function listenHttp2(o: Http2ServerOptions): Promise<Http2Listener>
       return;
     }
     const nodeRes = res as unknown as Parameters<typeof universalResponseToNodeResponse>[1];
-    const ureq = universalRequestFromNodeRequest(req, nodeRes, undefined, contextValues(req));
+    // Without the HTTP/2 stream: frames written straight to it (frame-sink.ts) would skip the translation.
+    const values = createContextValues();
+    values.set(connectionKey, "stream" in req ? req.stream.session : req.socket);
+    const ureq = universalRequestFromNodeRequest(req, nodeRes, undefined, values);
     route.handler(decodeTextRequest(ureq)).then(
       (ures) => universalResponseToNodeResponse(encodeTextResponse(ures), nodeRes),
       () => res.destroy(),
