@@ -103,7 +103,7 @@ describe.skipIf(missingChromium !== undefined)(`a page on another origin${missin
     browser = await launchChromium();
     page = await browser.newPage();
     await page.goto(`${origin}/`);
-    await page.waitForFunction(() => "submitText" in window, undefined, { timeout: 20_000 });
+    await page.waitForFunction(() => "submitText" in globalThis, undefined, { timeout: 20_000 });
   }, 60_000);
   afterAll(async () => {
     await browser?.close();
@@ -113,7 +113,7 @@ describe.skipIf(missingChromium !== undefined)(`a page on another origin${missin
 
   type Result = { ok: boolean; workerId?: string; code?: number; message?: string };
   const grpcWeb = (backend: string, token = TOKEN) =>
-    page.evaluate(([b, be, t]) => (window as unknown as { submitGrpcWeb: (...a: string[]) => Promise<Result> }).submitGrpcWeb(b!, be!, t!), [base, backend, token]);
+    page.evaluate(([b, be, t]) => (globalThis as unknown as { submitGrpcWeb: (...a: string[]) => Promise<Result> }).submitGrpcWeb(b!, be!, t!), [base, backend, token]);
 
   it("calls Submit through CORS with connect-web's gRPC-Web transport, its Authorization header allowed", async () => {
     expect(await grpcWeb("echo")).toEqual({ ok: true, workerId: "echo/0" });
@@ -130,7 +130,7 @@ describe.skipIf(missingChromium !== undefined)(`a page on another origin${missin
 
   it("calls Submit in gRPC-Web text mode with fetch()", async () => {
     const r = await page.evaluate(
-      ([b, t]) => (window as unknown as { submitText: (...a: string[]) => Promise<{ status: number; contentType: string; body: string }> }).submitText(b!, "echo", t!),
+      ([b, t]) => (globalThis as unknown as { submitText: (...a: string[]) => Promise<{ status: number; contentType: string; body: string }> }).submitText(b!, "echo", t!),
       [base, TOKEN],
     );
     expect(r.status).toBe(200);
@@ -145,9 +145,9 @@ describe.skipIf(missingChromium !== undefined)(`a page on another origin${missin
     try {
       // Same page server, another origin: "localhost" is not "127.0.0.1" to a browser.
       await other.goto(`${origin.replace("127.0.0.1", "localhost")}/`);
-      await other.waitForFunction(() => "submitGrpcWeb" in window, undefined, { timeout: 20_000 });
+      await other.waitForFunction(() => "submitGrpcWeb" in globalThis, undefined, { timeout: 20_000 });
       const r = await other.evaluate(
-        ([b, t]) => (window as unknown as { submitGrpcWeb: (...a: string[]) => Promise<Result> }).submitGrpcWeb(b!, "echo", t!),
+        ([b, t]) => (globalThis as unknown as { submitGrpcWeb: (...a: string[]) => Promise<Result> }).submitGrpcWeb(b!, "echo", t!),
         [base, TOKEN],
       );
       expect(r.ok).toBe(false);
