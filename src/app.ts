@@ -55,6 +55,7 @@ export async function startApp(config: Config, hooks: AppHooks = {}): Promise<Ap
       tls,
       dashboard: config.dashboard,
       accessLog: config.log.access && hooks.log !== undefined ? (e) => hooks.log!.info(e, `${e.method} ${e.code}`) : undefined,
+      corsAllowedOrigins: config.server.corsAllowedOrigins,
     });
   } catch (e) {
     await dispatcher.close();

@@ -62,6 +62,11 @@ const limits = table(
   },
 );
 
+/** What a browser sends as Origin: scheme://host[:port], nothing after; or "*" for any origin. */
+const corsOrigin = z
+  .string({ error: 'expected "*" or an origin such as "https://app.example.com"' })
+  .regex(/^(\*|https?:\/\/[^/\s?#]+)$/, { error: 'expected "*" or an origin such as "https://app.example.com" (scheme://host[:port], no path)' });
+
 const server = table({
   host: nonEmptyString.optional(),
   port: port.optional(),
@@ -75,6 +80,7 @@ const server = table({
     })
     .optional(),
   tls: table({ cert_file: nonEmptyString, key_file: nonEmptyString }).optional(),
+  cors: table({ allowed_origins: z.array(corsOrigin, { error: "expected a list of origins" }).optional() }).optional(),
 });
 
 const endpoint = z.preprocess(

@@ -46,6 +46,8 @@ export interface ServerConfig {
   auth: AuthConfig | undefined;
   /** TLS; off (cleartext h2c + HTTP/1.1) unless both files are set. */
   tls: TlsConfig | undefined;
+  /** Origins whose pages may call the service across origins (`server.cors.allowed_origins`; "*" for any). Default []: no CORS headers. */
+  corsAllowedOrigins: string[];
 }
 
 export interface AuthConfig {

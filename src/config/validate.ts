@@ -26,6 +26,7 @@ function toConfig(f: ConfigFile): Config {
       reflection: s.reflection ?? true,
       auth: s.auth === undefined ? undefined : { tokensFile: s.auth.tokens_file, tokensEnv: s.auth.tokens_env },
       tls: s.tls === undefined ? undefined : { certFile: s.tls.cert_file, keyFile: s.tls.key_file },
+      corsAllowedOrigins: s.cors?.allowed_origins ?? [],
     },
     backends: f.backends.map(toBackend),
     telemetry: { prometheusPort: t.prometheus_port, prometheusHost: t.prometheus_host ?? "127.0.0.1" },

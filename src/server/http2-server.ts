@@ -3,15 +3,18 @@ import * as http2 from "node:http2";
 import * as net from "node:net";
 import * as tls from "node:tls";
 import type { AddressInfo } from "node:net";
-import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { compressionBrotli, compressionGzip, connectNodeAdapter, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
+import { createCors, type Cors } from "./cors.js";
 import type { DashboardHandler } from "./dashboard.js";
 import { ByteBudget } from "./edge/budget.js";
 import { connectionKey } from "./edge/connection.js";
+import { buildRoutes, type EdgeRoute } from "./edge/routes.js";
 import { clampDeadlineHeaders } from "./edge/deadline.js";
 import { createStreamHandler } from "./edge/stream-handler.js";
 import { Watchdog, type Watched } from "./edge/watchdog.js";
 import { SpecGrpcMessageResponse } from "./grpc-message.js";
+import { decodeTextRequest, encodeTextResponse, isGrpcWebText } from "./grpc-web-text.js";
 import { http2StreamValues } from "./frame-sink.js";
 import { watchHttp1 } from "./http1.js";
 import { sniffProtocol } from "./protocol-sniff.js";
@@ -46,6 +49,8 @@ export interface Http2ServerOptions {
   frontEnd?: "edge" | "compat";
   /** With the edge front end: false sends every call through connect's handler. Default true. */
   fastPath?: boolean;
+  /** Origins whose pages may call the service (cors.ts). Absent or empty: no CORS headers, same-origin pages only. */
+  corsAllowedOrigins?: readonly string[];
 }
 
 export interface Http2Listener {
@@ -80,16 +85,51 @@ interface H1Conn {
 export async function listenHttp2(o: Http2ServerOptions): Promise<Http2Listener> {
   const dog = new Watchdog(Math.max(20, Math.min(1_000, Math.min(o.headersTimeoutMs || 1e9, o.bodyIdleTimeoutMs || 1e9, o.idleTimeoutMs || 1e9) / 4)));
   const budget = new ByteBudget(o.maxDecodingBytes);
+  const contextValues = (req: http.IncomingMessage | http2.Http2ServerRequest) => {
+    const values = http2StreamValues(req);
+    values.set(connectionKey, "stream" in req ? req.stream.session : req.socket);
+    return values;
+  };
   const adapter = connectNodeAdapter({
     routes: o.routes,
     interceptors: o.interceptors ?? [],
     readMaxBytes: o.readMaxBytes,
-    contextValues: (req) => {
-      const values = http2StreamValues(req);
-      values.set(connectionKey, "stream" in req ? req.stream.session : req.socket);
-      return values;
-    },
+    contextValues,
   });
+  const cors = createCors({ allowedOrigins: o.corsAllowedOrigins ?? [] });
+  // gRPC-Web text mode over HTTP/1.1 (and the compat front end) goes to connect's handlers directly, translated
+  // (grpc-web-text.ts); the table is built on first use: most deployments never see such a call.
+  let textRoutes: Map<string, EdgeRoute> | undefined;
+  const serveText = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+    textRoutes ??= buildRoutes(
+      { interceptors: o.interceptors ?? [], readMaxBytes: o.readMaxBytes, acceptCompression: [compressionGzip, compressionBrotli] },
+      o.routes,
+    );
+    const url = req.url ?? "";
+    const q = url.indexOf("?");
+    const route = textRoutes.get(q < 0 ? url : url.slice(0, q));
+    if (route === undefined) {
+      res.writeHead(404);
+      res.end();
+      return;
+    }
+    const nodeRes = res as unknown as Parameters<typeof universalResponseToNodeResponse>[1];
+    // Without the HTTP/2 stream: frames written straight to it (frame-sink.ts) would skip the translation.
+    const values = createContextValues();
+    values.set(connectionKey, "stream" in req ? req.stream.session : req.socket);
+    const ureq = universalRequestFromNodeRequest(req, nodeRes, undefined, values);
+    route.handler(decodeTextRequest(ureq)).then(
+      (ures) => universalResponseToNodeResponse(encodeTextResponse(ures), nodeRes),
+      () => res.destroy(),
+    ).catch(() => res.destroy());
+  };
+  /** Before the dashboard and connect, HTTP/1.1 and the compat front end: CORS, then gRPC-Web text mode. */
+  const serveNode = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+    if (cors !== undefined && corsHttp(cors, req, res)) return;
+    if (o.dashboard?.http(req, res) === true) return;
+    if (isGrpcWebText(req.headers["content-type"])) return serveText(req, res);
+    adapter(req as http.IncomingMessage, res as http.ServerResponse);
+  };
   const h1Timeouts = watchHttp1(dog, o);
   const settings: http2.Settings = { maxConcurrentStreams: o.maxConcurrentStreams };
   const sessions = new Set<http2.ServerHttp2Session>();
@@ -114,8 +154,7 @@ export async function listenHttp2(o: Http2ServerOptions): Promise<Http2Listener>
     }
     h1Timeouts.request(req, res);
     clampDeadlineHeaders(req.headers as Record<string, unknown>, o.deadlineCeilingMs);
-    if (o.dashboard?.http(req, res) === true) return;
-    adapter(req, res);
+    serveNode(req, res);
   };
   // Deadlines and max_deadline bound calls; node:http's own 5-minute request timeout would cut long LLM calls.
   const http1 = http.createServer({ requestTimeout: 0 }, serveH1);
@@ -143,14 +182,14 @@ export async function listenHttp2(o: Http2ServerOptions): Promise<Http2Listener>
     });
     h2 = http2.createServer({ settings });
     const dashboard = o.dashboard;
-    h2.on("stream", dashboard === undefined ? edge.onStream : (stream, headers) => {
-      if (!dashboard.stream(stream, headers)) edge.onStream(stream, headers);
+    h2.on("stream", dashboard === undefined && cors === undefined ? edge.onStream : (stream, headers) => {
+      if (cors !== undefined && corsStream(cors, stream, headers)) return;
+      if (dashboard?.stream(stream, headers) !== true) edge.onStream(stream, headers);
     });
   } else {
     h2 = http2.createServer({ settings, Http2ServerResponse: SpecGrpcMessageResponse }, (req, res) => {
       clampDeadlineHeaders(req.headers as Record<string, unknown>, o.deadlineCeilingMs);
-      if (o.dashboard?.http(req, res) === true) return;
-      adapter(req as unknown as http.IncomingMessage, res as unknown as http.ServerResponse);
+      serveNode(req, res);
     });
   }
   h2.on("session", (s) => trackSession(s));
@@ -249,4 +288,39 @@ export async function listenHttp2(o: Http2ServerOptions): Promise<Http2Listener>
       return closed;
     },
   };
+}
+
+/** Answers a preflight (true), or adds CORS headers to the answer still to come for an allowed origin (false). */
+function corsHttp(cors: Cors, req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse): boolean {
+  const pre = cors.preflight(req.method, req.headers);
+  if (pre !== undefined) {
+    req.resume();
+    res.writeHead(pre.status, pre.headers);
+    res.end();
+    return true;
+  }
+  const extra = cors.actual(req.headers["origin"]);
+  if (extra !== undefined) for (const k in extra) res.setHeader(k, extra[k]!);
+  return false;
+}
+
+/**
+ * The same for a raw HTTP/2 stream. Every answer on the edge, the fast path's
+ * included, starts with this stream's respond(): wrapping it on the one
+ * stream merges the headers in without touching the paths that answer.
+ */
+function corsStream(cors: Cors, stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): boolean {
+  const pre = cors.preflight(headers[":method"], headers);
+  if (pre !== undefined) {
+    stream.on("error", () => {});
+    stream.respond({ ...pre.headers, ":status": pre.status }, { endStream: true });
+    stream.resume();
+    return true;
+  }
+  const extra = cors.actual(headers["origin"]);
+  if (extra !== undefined) {
+    const respond = stream.respond;
+    stream.respond = (h, options) => respond.call(stream, { ...h, ...extra, vary: h?.["vary"] === undefined ? extra["vary"] : `${String(h["vary"])}, Origin` }, options);
+  }
+  return false;
 }

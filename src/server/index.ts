@@ -45,6 +45,8 @@ export interface ServerOptions {
   frontEnd?: "edge" | "compat";
   /** With the edge: false serves every call through connect's handler, for comparisons. Default true. */
   fastPath?: boolean;
+  /** Origins whose pages may call the service (cors.ts); "*" for any. Default []: no CORS headers, same-origin pages only. */
+  corsAllowedOrigins?: readonly string[];
 }
 
 export interface DispatcherServer {
@@ -87,6 +89,7 @@ export async function startServer(o: ServerOptions): Promise<DispatcherServer> {
     prechecks: new Map([[submitPath, (bytes: Uint8Array) => scanSubmitJson(bytes, limits.maxJsonNodes, limits.maxJsonDepth)]]),
     frontEnd: o.frontEnd,
     fastPath: o.fastPath,
+    corsAllowedOrigins: o.corsAllowedOrigins,
     interceptors,
     routes: (router) => {
       dispatcherRoutes(o.dispatcher, hub, limits, o.accessLog)(router);

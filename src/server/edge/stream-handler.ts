@@ -9,6 +9,7 @@ import { FastContext, resetError } from "./context.js";
 import { clampDeadlineHeaders, parseGrpcTimeout } from "./deadline.js";
 import { answerError, runFastCall, type FastCall } from "./fast-unary.js";
 import { createJsonTextScan } from "./json-scan.js";
+import { decodeTextRequest, encodeTextResponse, isGrpcWebText } from "../grpc-web-text.js";
 import { buildRoutes, type EdgeRoute } from "./routes.js";
 import { universalRequest, writeUniversalResponse } from "./universal.js";
 import type { Watchdog, Watched } from "./watchdog.js";
@@ -178,15 +179,18 @@ export function createStreamHandler(o: EdgeOptions): { onStream: (stream: http2.
     refuse: ConnectError | undefined,
     prefix: Buffer[] = [],
   ): void {
-    const values = createContextValues();
-    values.set(http2StreamKey, stream);
-    values.set(connectionKey, stream.session);
     const ct = headers["content-type"] ?? "";
+    // gRPC-Web text mode: connect serves the binary protocol, translated around it; frames written
+    // straight to the stream (frame-sink.ts) would skip the translation, so the stream is not offered.
+    const text = isGrpcWebText(ct);
+    const values = createContextValues();
+    if (!text) values.set(http2StreamKey, stream);
+    values.set(connectionKey, stream.session);
     const scan = o.json !== undefined && /^application\/json/i.test(ct) ? createJsonTextScan(o.json.maxNodes, o.json.maxDepth) : undefined;
     const body = refuse !== undefined ? refusing(stream, refuse) : budgeted(stream, prefix, scan);
     const req = universalRequest(stream, headers, body, values);
-    route.handler(req).then(
-      (res) => writeUniversalResponse(res, stream),
+    route.handler(text ? decodeTextRequest(req) : req).then(
+      (res) => writeUniversalResponse(text ? encodeTextResponse(res) : res, stream),
       () => {
         if (!stream.destroyed) stream.close(NGHTTP2_CANCEL);
       },
