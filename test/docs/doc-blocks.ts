@@ -94,7 +94,10 @@ function stripTrailingComment(command: string): string {
 /** The service address the docs use. */
 export const DOC_ADDRESS = /(?:127\.0\.0\.1|localhost):8080/g;
 
-/** A command the suite can run against the service: `buf curl` or `curl` to the docs' address, nothing else. */
+/**
+ * A command the suite can run against the service: `buf curl` or `curl` to the docs' address, nothing
+ * else — no second command chained on, piped to, or substituted in, since the suite runs it with sh.
+ */
 export function isServiceCall(command: string): boolean {
-  return /^(npx )?(buf curl|curl) /.test(command) && new RegExp(DOC_ADDRESS.source).test(command);
+  return /^(npx )?(buf curl|curl) /.test(command) && new RegExp(DOC_ADDRESS.source).test(command) && !/[;&|`]|\$\(/.test(command);
 }
