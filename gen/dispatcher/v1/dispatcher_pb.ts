@@ -79,8 +79,8 @@ export type SubmitRequest = Message<"dispatcher.v1.SubmitRequest"> & {
 
   /**
    * Whose call this is, for fairness between tenants inside a tier. Empty:
-   * the tenant the server derives (a configured metadata key, or the name of
-   * the auth token that admitted the call), else none. At most 128 characters.
+   * the value of the request metadata key the backend names
+   * (scheduling.tenant_from_metadata), else none. At most 128 characters.
    *
    * @generated from field: string tenant = 7;
    */
