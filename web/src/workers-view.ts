@@ -87,14 +87,25 @@ export function createWorkersView(summary: HTMLElement, backends: HTMLElement, u
       `<td class="num">${w.rejected}${rate(h.rates.rejected)}</td>` +
       `<td class="num">${w.cancelled}</td>` +
       `<td class="num">${w.ejections}</td>` +
-      `<td class="num">${w.sessions}</td></tr>`
+      `<td class="num">${w.sessions}</td>` +
+      `<td class="num">${w.openStreams}${w.openStreams > 0 || ms(w.ttftP99) > 0 ? ` <span class="muted">ttft p99 ${formatMs(ms(w.ttftP99))}</span>` : ""}</td>` +
+      `<td class="num">${w.displaced}</td>` +
+      `<td>${queues(w)}</td></tr>`
     );
   };
 
   const head =
     "<tr><th>Worker</th><th>State</th><th>Load</th><th>In flight</th><th>Queue</th>" +
     "<th>Queue wait p50 / p99</th><th>Run p50 / p99</th><th>Done</th><th>Errors</th><th>Rejected</th>" +
-    "<th>Cancelled</th><th>Ejections</th><th>Sessions</th></tr>";
+    "<th>Cancelled</th><th>Ejections</th><th>Sessions</th><th>Streams</th><th>Displaced</th><th>Queued by tier / tenant</th></tr>";
+
+  /** Queued jobs per priority tier (non-empty ones) and the tenants holding most of them. */
+  const queues = (w: WorkerMetric): string => {
+    const tiers = w.tiers.filter((t) => t.queued > 0).map((t) => `p${t.priority}: ${t.queued}`);
+    const tenants = w.tenants.filter((t) => t.queued > 0).map((t) => `${escape(t.tenant || "(none)")}: ${t.queued}`);
+    if (tiers.length === 0 && tenants.length === 0) return "";
+    return `${tiers.join(" · ")}${tenants.length > 0 ? `<br><span class="muted">${tenants.join(" · ")}</span>` : ""}`;
+  };
 
   const tile = (label: string, value: string, id: string) => `<div class="stat" data-stat="${id}"><b>${value}</b><span>${label}</span></div>`;
 
@@ -104,7 +115,7 @@ export function createWorkersView(summary: HTMLElement, backends: HTMLElement, u
     render(m: WorkerMetricsResponse): void {
       const now = m.time === undefined ? Date.now() : Number(m.time.seconds) * 1000 + m.time.nanos / 1e6;
       const byBackend = new Map<string, string[]>();
-      let inflight = 0, queued = 0, sessions = 0n, done = 0, rejected = 0, errors = 0;
+      let inflight = 0, queued = 0, sessions = 0n, done = 0, rejected = 0, errors = 0, streams = 0;
       const states = { serving: 0, ejected: 0, draining: 0 };
       const seen = new Set<string>();
       for (const w of m.workers) {
@@ -115,6 +126,7 @@ export function createWorkersView(summary: HTMLElement, backends: HTMLElement, u
         byBackend.set(w.backend, rows);
         inflight += w.inflight;
         queued += w.queueLen;
+        streams += w.openStreams;
         sessions += w.sessions;
         done += h.rates.completed;
         rejected += h.rates.rejected;
@@ -135,6 +147,7 @@ export function createWorkersView(summary: HTMLElement, backends: HTMLElement, u
         tile("errors / s", errors.toFixed(1), "errors"),
         tile("rejected / s", rejected.toFixed(1), "rejected"),
         tile("session pins", String(sessions), "sessions"),
+        tile("open streams", String(streams), "streams"),
       ].join("");
       backends.innerHTML = [...byBackend]
         .map(([name, rows]) => `<section class="backend" data-backend="${escape(name)}"><h2>${escape(name)}</h2><table><thead>${head}</thead><tbody>${rows.join("")}</tbody></table></section>`)
