@@ -2,7 +2,7 @@ import type { Value } from "@bufbuild/protobuf/wkt";
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import { DispatcherService, type SubmitRequest, type WorkerMetricsRequest } from "../../gen/dispatcher/v1/dispatcher_pb.js";
-import { DispatchError, type Dispatcher, type JobResult, type Payload } from "../core/index.js";
+import { DispatchError, type Dispatcher, type JobResult, type Payload, type SubmitOptions } from "../core/index.js";
 import { accessEntry, type AccessLog } from "./access-log.js";
 import { payloadFromProto, streamDoneToProto, streamEventToProto, submitResponseToProto } from "./convert.js";
 import { toConnectError } from "./errors.js";
@@ -64,7 +64,8 @@ export function dispatcherRoutes(dispatcher: Dispatcher, hub: MetricsHub, limits
       },
     });
 
-  async function submitOnce(req: SubmitRequest, ctx: HandlerContext) {
+  /** A checked request → the core's SubmitOptions (Submit and SubmitStream alike). */
+  function submitOptions(req: SubmitRequest, ctx: HandlerContext): SubmitOptions & { payload: Payload } {
     checkSubmit(req, limits);
     let payload: Payload;
     try {
@@ -72,35 +73,7 @@ export function dispatcherRoutes(dispatcher: Dispatcher, hub: MetricsHub, limits
     } catch (e) {
       throw new ConnectError(`json: not a valid JSON value: ${(e as Error).message}`, Code.InvalidArgument);
     }
-    const requestValue: Value | undefined = req.payload.case === "json" ? req.payload.value : undefined;
-    try {
-      const r = await dispatcher.submit({
-        backend: req.backend,
-        sessionId: req.sessionId,
-        payload,
-        metadata: req.metadata,
-        signal: ctx.signal,
-        timeoutMs: effectiveTimeoutMs(ctx.timeoutMs(), limits),
-        priority: req.priority,
-        tenant: req.tenant,
-      });
-      const out = submitResponseToProto(r, payload, requestValue);
-      if (access !== undefined) lastResult.set(out, r);
-      return out;
-    } catch (e) {
-      throw callError(e, ctx);
-    }
-  }
-
-  async function* submitStreamOnce(req: SubmitRequest, ctx: HandlerContext) {
-    checkSubmit(req, limits);
-    let payload: Payload;
-    try {
-      payload = payloadFromProto(req.payload);
-    } catch (e) {
-      throw new ConnectError(`json: not a valid JSON value: ${(e as Error).message}`, Code.InvalidArgument);
-    }
-    const job = dispatcher.submitStream({
+    return {
       backend: req.backend,
       sessionId: req.sessionId,
       payload,
@@ -109,7 +82,24 @@ export function dispatcherRoutes(dispatcher: Dispatcher, hub: MetricsHub, limits
       timeoutMs: effectiveTimeoutMs(ctx.timeoutMs(), limits),
       priority: req.priority,
       tenant: req.tenant,
-    });
+    };
+  }
+
+  async function submitOnce(req: SubmitRequest, ctx: HandlerContext) {
+    const options = submitOptions(req, ctx);
+    const requestValue: Value | undefined = req.payload.case === "json" ? req.payload.value : undefined;
+    try {
+      const r = await dispatcher.submit(options);
+      const out = submitResponseToProto(r, options.payload, requestValue);
+      if (access !== undefined) lastResult.set(out, r);
+      return out;
+    } catch (e) {
+      throw callError(e, ctx);
+    }
+  }
+
+  async function* submitStreamOnce(req: SubmitRequest, ctx: HandlerContext) {
+    const job = dispatcher.submitStream(submitOptions(req, ctx));
     try {
       // Each event is written before the next chunk is pulled from the backend (backpressure).
       for await (const e of job.events) yield streamEventToProto(e);
