@@ -77,6 +77,9 @@ export class JobMetrics {
   private readonly ttft: Histogram;
   private readonly interChunk: Histogram;
   private readonly estimateError: Histogram;
+  private readonly tierWait: Histogram;
+  /** {backend, priority} attribute sets, made once each (backends × tiers: bounded). */
+  private readonly tierAttrs = new Map<string, Attributes>();
 
   constructor(meter: Meter) {
     const advice = { explicitBucketBoundaries: n.DURATION_BUCKETS_S };
@@ -96,6 +99,11 @@ export class JobMetrics {
       advice,
     });
     this.interChunk = meter.createHistogram(n.METRIC_INTER_CHUNK, { unit: "s", description: "Time between a stream's chunks", advice });
+    this.tierWait = meter.createHistogram(n.METRIC_QUEUE_WAIT_BY_PRIORITY, {
+      unit: "s",
+      description: "Time jobs spent queued, per backend and priority tier",
+      advice,
+    });
     this.estimateError = meter.createHistogram(n.METRIC_WAIT_ESTIMATE_ERROR, {
       unit: "s",
       description: "How far an admission's estimated queue wait was from the actual wait (absolute)",
@@ -196,7 +204,18 @@ export class JobMetrics {
     // This attempt's wait: a retry's queue wait starts when it was queued again, not at admission.
     const waited = job.startedAt - job.queuedAt;
     this.queueWait.record(waited / 1000, w.attributes);
+    this.tierWait.record(waited / 1000, this.tierAttributes(job));
     if (job.attempt === 1 && job.predictedWaitMs !== undefined) this.estimateError.record(Math.abs(waited - job.predictedWaitMs) / 1000, w.attributes);
+  }
+
+  private tierAttributes(job: JobView): Attributes {
+    const key = `${job.backend}\0${job.priority}`;
+    let a = this.tierAttrs.get(key);
+    if (a === undefined) {
+      a = { [n.ATTR_BACKEND]: job.backend, [n.ATTR_PRIORITY]: job.priority };
+      this.tierAttrs.set(key, a);
+    }
+    return a;
   }
 
   /** A chunk of a streaming attempt: `gapMs` since the attempt's start (the first) or the previous chunk. */
@@ -251,7 +270,8 @@ export class JobMetrics {
         if (this.labelled.size < n.TOP_TENANT_LABELS) this.labelled.add(tenant);
         else tenant = n.OTHER_TENANT;
       }
-      this.tenantRejected.add(`${requested}\0${tenant}`, () => ({ [n.ATTR_BACKEND]: requested, [n.ATTR_TENANT]: tenant }));
+      const p = call.priority;
+      this.tenantRejected.add(`${requested}\0${tenant}\0${p}`, () => ({ [n.ATTR_BACKEND]: requested, [n.ATTR_TENANT]: tenant, [n.ATTR_PRIORITY]: p }));
     }
     // An unknown or missing backend name is the client's text: not a label, or clients could mint series.
     const backend = error.code === "not_found" || error.code === "invalid_argument" ? undefined : requested;

@@ -43,6 +43,7 @@ export const METRIC_TOKENS = "dispatcher.stream.tokens";
 export const METRIC_DISPLACED = "dispatcher.jobs.displaced";
 export const METRIC_QUEUE_DEPTH_BY_PRIORITY = "dispatcher.queue.depth.by_priority";
 export const METRIC_TENANT_REJECTED = "dispatcher.tenant.rejected";
+export const METRIC_QUEUE_WAIT_BY_PRIORITY = "dispatcher.queue.wait.by_priority.duration";
 export const ATTR_PRIORITY = "dispatcher.priority";
 export const ATTR_TENANT = "dispatcher.tenant";
 /** Tenants with their own label on a metric; the rest share OTHER_TENANT (tenant names come from clients). */
