@@ -2,6 +2,7 @@
 // main.ts starts it, with an echo backend that answers at once.
 //   --traced     (d): OpenTelemetry on, every span sampled, batch processor, exporter that drops
 //   --pins N     holds N live session pins, created through the programmatic API before "ready"
+//   --genai URL  adds a backend "chat" of kind genai (streaming) whose one worker is the upstream at URL
 //   --front F    HTTP/2 front end: edge (default: raw streams, gRPC unary fast path), universal (raw streams, every
 //                call through connect's handler) or compat (node's compat layer + connectNodeAdapter, as before the edge)
 import { parseArgs } from "node:util";
@@ -33,7 +34,9 @@ const dropExporter: SpanExporter = {
   shutdown: () => Promise.resolve(),
 };
 
-const { values } = parseArgs({ options: { traced: { type: "boolean" }, pins: { type: "string" }, front: { type: "string" } } });
+const { values } = parseArgs({
+  options: { traced: { type: "boolean" }, pins: { type: "string" }, front: { type: "string" }, genai: { type: "string" } },
+});
 const front = values.front ?? "edge";
 const pins = Number(values.pins ?? 0);
 
@@ -65,6 +68,9 @@ async function main(): Promise<void> {
         queue_capacity: 128,
         affinity: { ttl: "1h", max_pins: Math.max(100_000, pins) },
       },
+      ...(values.genai === undefined
+        ? []
+        : [{ name: "chat", kind: "genai", endpoints: [values.genai], max_concurrency: 1_000, queue_capacity: 0, options: { model: "m" } }]),
     ],
   });
   const dispatcher = createDispatcher({ backends: await backendOptions(config), observer: telemetry?.observer, shutdownGraceMs: 2_000 });
