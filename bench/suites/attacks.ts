@@ -7,6 +7,7 @@ import { createDispatcher, type BackendOptions } from "../../src/core/index.js";
 import { startServer, type DispatcherServer, type Limits } from "../../src/server/index.js";
 import { grpcFrame } from "../lib/grpc-load.js";
 import { fmt, percentile, sleep, table, writeResult, type BenchContext } from "../lib/report.js";
+import { nullListSubmit } from "../lib/null-list.js";
 
 const SUBMIT = "/dispatcher.v1.DispatcherService/Submit";
 const HEADERS = { ":method": "POST", ":path": SUBMIT, "content-type": "application/grpc", te: "trailers" };
@@ -58,12 +59,7 @@ function call(session: http2.ClientHttp2Session, body: Buffer): Promise<{ status
 }
 
 async function payloadAttack(calls: number) {
-  const element = Buffer.from([0x0a, 0x02, 0x08, 0x00]);
-  const n = Math.floor((4 * 1024 * 1024 - 64) / 4);
-  const list = Buffer.alloc(n * 4);
-  for (let i = 0; i < n; i++) element.copy(list, i * 4);
-  const value = Buffer.concat([Buffer.from([0x32]), varint(list.length), list]);
-  const body = grpcFrame(Buffer.concat([Buffer.from([0x0a, 0x04]), Buffer.from("echo"), Buffer.from([0x1a]), varint(value.length), value]));
+  const body = grpcFrame(nullListSubmit(Math.floor((4 * 1024 * 1024 - 64) / 4)));
   return withServer({ name: "echo", handler: echoHandler(), workers: 2 }, {}, async (s) => {
     globalThis.gc?.();
     const before = process.memoryUsage().rss;
@@ -121,14 +117,4 @@ async function slowlorisAttack(connections: number) {
     for (const x of sockets) x.destroy();
     return { connections, timeoutMs, waitedMs, heldAfter };
   });
-}
-
-function varint(n: number): Buffer {
-  const out: number[] = [];
-  while (n >= 0x80) {
-    out.push((n & 0x7f) | 0x80);
-    n = Math.floor(n / 128);
-  }
-  out.push(n);
-  return Buffer.from(out);
 }

@@ -13,7 +13,7 @@ import { createPolicy } from "./policy.js";
 import { rejectionWorker, selectWorker } from "./select.js";
 import { snapshotBackends, type WorkerSnapshot } from "./snapshot.js";
 import { StreamSink, type StreamEvent } from "./stream.js";
-import { Worker } from "./worker.js";
+import { SERVICE_MIN_SAMPLES, Worker } from "./worker.js";
 
 export interface SubmitOptions {
   backend: string;
@@ -196,7 +196,8 @@ class DispatcherImpl implements Dispatcher {
         return this.rejectOn(w, call, `tenant "${tenant}" holds its cap of ${cap} queued calls on ${w.id} (${Math.round(sched.tenantQueueShare * 100)} % of the queue)`);
       }
     }
-    const estimate = w.estimateWaitMs(priority);
+    // A job that starts at once waits nothing; only one that queues needs the estimate.
+    const estimate = queues ? w.estimateWaitMs(priority) : w.serviceSamples >= SERVICE_MIN_SAMPLES ? 0 : undefined;
     if (sched.deadlineAware && estimate !== undefined && deadline !== Infinity && estimate > deadline - now) {
       const left = Math.round(deadline - now);
       return this.rejectOn(w, call, `estimated queue wait on ${w.id} is ${Math.round(estimate)} ms, more than the ${left} ms left before the call's deadline`);
@@ -260,7 +261,6 @@ class DispatcherImpl implements Dispatcher {
 
   /** Refuses a call `w` would have taken: counted on `w` and its tier. */
   private rejectOn(w: Worker<Job>, call: { priority: number; tenant: string }, message: string): Promise<never> {
-    w.rejected++;
     w.rejectedByTier[call.priority]!++;
     return this.refuse(w.backend, w.id, new DispatchError("resource_exhausted", message), call);
   }

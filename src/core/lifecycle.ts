@@ -189,7 +189,6 @@ export class Lifecycle implements JobOwner {
         }
         break;
       case "displaced":
-        w.displaced++;
         w.displacedByTier[job.priority]!++;
         break;
       default:
@@ -234,9 +233,7 @@ export class Lifecycle implements JobOwner {
 
   /** Starts queued jobs of `w` while it has free slots; a job whose deadline has passed is ended, never started. */
   pump(w: Worker<Job>, now: number): void {
-    if (w.inflight >= w.maxConcurrency || w.queue.length === 0) return;
-    // A fresh reading: the deadline check and the start must agree on the instant.
-    now = this.clock.now();
+    // The deadline check and the start read the same `now`: they agree on the instant.
     while (w.inflight < w.maxConcurrency && w.queue.length > 0) {
       const job = w.queue.peek(now)!;
       if (now >= job.deadline) {

@@ -41,10 +41,7 @@ export class Worker<J extends FairNode = FairNode> implements WorkerView {
   sessions = 0;
   completed = 0;
   errors = 0;
-  rejected = 0;
   cancelled = 0;
-  /** Queued jobs given up for a more urgent arrival on a full queue. */
-  displaced = 0;
   ejections = 0;
   /** Moving average of how long an attempt runs here, in ms (attempts that ran to an answer or a timeout). */
   serviceMs = 0;
@@ -80,6 +77,16 @@ export class Worker<J extends FairNode = FairNode> implements WorkerView {
     this.tierWait = Array.from({ length: fair.levels }, () => createSampleWindow());
   }
 
+  /** Calls refused at admission that this worker would have taken (all tiers). */
+  get rejected(): number {
+    return sum(this.rejectedByTier);
+  }
+
+  /** Queued jobs given up for a more urgent arrival on a full queue (all tiers). */
+  get displaced(): number {
+    return sum(this.displacedByTier);
+  }
+
   /** Counts one attempt's service time in the moving average. */
   noteService(ms: number): void {
     this.serviceMs = this.serviceSamples === 0 ? ms : this.serviceMs + SERVICE_ALPHA * (ms - this.serviceMs);
@@ -110,4 +117,10 @@ export function loadOf(w: WorkerView): number {
 /** Serving, and a free run slot or queue slot. */
 export function canAdmit(w: WorkerView): boolean {
   return w.state === "serving" && (w.inflight < w.maxConcurrency || w.queued < w.queueCapacity);
+}
+
+function sum(xs: readonly number[]): number {
+  let n = 0;
+  for (const x of xs) n += x;
+  return n;
 }

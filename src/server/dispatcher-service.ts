@@ -19,50 +19,47 @@ const MIN_INTERVAL_MS = 100;
 export function dispatcherRoutes(dispatcher: Dispatcher, hub: MetricsHub, limits: Limits, access?: AccessLog) {
   /** WorkerMetrics streams open per connection: one client must not take every subscriber slot. */
   const perConnection = new WeakMap<object, number>();
-  /** For the access log: the core's result behind an answer (worker, queue wait, run time, attempts). */
-  const lastResult = new WeakMap<object, JobResult>();
-  const doneResult = new WeakMap<object, JobResult>();
   return (router: ConnectRouter) =>
-    router.service(DispatcherService, {
-      async submit(req, ctx) {
-        if (access !== undefined) {
-          const started = performance.now();
-          try {
-            const r = await submitOnce(req, ctx);
-            access(accessEntry("Submit", req.backend, started, lastResult.get(r), undefined));
-            return r;
-          } catch (e) {
-            access(accessEntry("Submit", req.backend, started, undefined, e));
-            throw e;
-          }
-        }
-        return submitOnce(req, ctx);
-      },
-
-      async *submitStream(req, ctx) {
-        const started = performance.now();
-        let result: JobResult | undefined;
-        try {
-          for await (const m of submitStreamOnce(req, ctx)) {
-            if (m.event.case === "done") result = doneResult.get(m);
-            yield m;
-          }
-          if (access !== undefined) access(accessEntry("SubmitStream", req.backend, started, result, undefined));
-        } catch (e) {
-          if (access !== undefined) access(accessEntry("SubmitStream", req.backend, started, undefined, e));
-          throw e;
-        }
-      },
-
-      async *workerMetrics(req, ctx) {
-        const started = performance.now();
-        try {
-          yield* workerMetricsOnce(req, ctx);
-        } finally {
-          if (access !== undefined) access(accessEntry("WorkerMetrics", undefined, started, undefined, ctx.signal.aborted ? new ConnectError("stream ended", Code.Canceled) : undefined));
-        }
-      },
-    });
+    router.service(
+      DispatcherService,
+      access === undefined
+        ? { submit: (req, ctx) => submitOnce(req, ctx), submitStream: submitStreamOnce, workerMetrics: workerMetricsOnce }
+        : {
+            // The access log wraps the same implementations; without it, nothing is wrapped.
+            async submit(req, ctx) {
+              const started = performance.now();
+              let result: JobResult | undefined;
+              try {
+                const out = await submitOnce(req, ctx, (r) => (result = r));
+                access(accessEntry("Submit", req.backend, started, result, undefined));
+                return out;
+              } catch (e) {
+                access(accessEntry("Submit", req.backend, started, undefined, e));
+                throw e;
+              }
+            },
+            async *submitStream(req, ctx) {
+              const started = performance.now();
+              let result: JobResult | undefined;
+              try {
+                yield* submitStreamOnce(req, ctx, (r) => (result = r));
+                access(accessEntry("SubmitStream", req.backend, started, result, undefined));
+              } catch (e) {
+                access(accessEntry("SubmitStream", req.backend, started, undefined, e));
+                throw e;
+              }
+            },
+            async *workerMetrics(req, ctx) {
+              const started = performance.now();
+              try {
+                yield* workerMetricsOnce(req, ctx);
+              } finally {
+                const ended = ctx.signal.aborted ? new ConnectError("stream ended", Code.Canceled) : undefined;
+                access(accessEntry("WorkerMetrics", undefined, started, undefined, ended));
+              }
+            },
+          },
+    );
 
   /** A checked request → the core's SubmitOptions (Submit and SubmitStream alike). */
   function submitOptions(req: SubmitRequest, ctx: HandlerContext): SubmitOptions & { payload: Payload } {
@@ -85,28 +82,27 @@ export function dispatcherRoutes(dispatcher: Dispatcher, hub: MetricsHub, limits
     };
   }
 
-  async function submitOnce(req: SubmitRequest, ctx: HandlerContext) {
+  /** `onResult` hears the core's result behind the answer (worker, queue wait, run time, attempts): the access log. */
+  async function submitOnce(req: SubmitRequest, ctx: HandlerContext, onResult?: (r: JobResult) => void) {
     const options = submitOptions(req, ctx);
     const requestValue: Value | undefined = req.payload.case === "json" ? req.payload.value : undefined;
     try {
       const r = await dispatcher.submit(options);
-      const out = submitResponseToProto(r, options.payload, requestValue);
-      if (access !== undefined) lastResult.set(out, r);
-      return out;
+      onResult?.(r);
+      return submitResponseToProto(r, options.payload, requestValue);
     } catch (e) {
       throw callError(e, ctx);
     }
   }
 
-  async function* submitStreamOnce(req: SubmitRequest, ctx: HandlerContext) {
+  async function* submitStreamOnce(req: SubmitRequest, ctx: HandlerContext, onResult?: (r: JobResult) => void) {
     const job = dispatcher.submitStream(submitOptions(req, ctx));
     try {
       // Each event is written before the next chunk is pulled from the backend (backpressure).
       for await (const e of job.events) yield streamEventToProto(e);
       const r = await job.result;
-      const done = streamDoneToProto(r);
-      if (access !== undefined) doneResult.set(done, r);
-      yield done;
+      onResult?.(r);
+      yield streamDoneToProto(r);
     } catch (e) {
       throw callError(e, ctx);
     }

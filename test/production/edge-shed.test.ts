@@ -9,6 +9,7 @@ import { startServer, type DispatcherServer, type Limits } from "../../src/serve
 import { connectClient } from "../helpers/clients.js";
 import { gc } from "../helpers/gc.js";
 import { envelope, rawCall } from "../server/raw-h2.js";
+import { nullListSubmit } from "../../bench/lib/null-list.js";
 
 const SUBMIT = "/dispatcher.v1.DispatcherService/Submit";
 const grpcHeaders = { ":path": SUBMIT, "content-type": "application/grpc", te: "trailers" };
@@ -25,23 +26,8 @@ async function start(limits: Partial<Limits> = {}, authTokens?: string[], delayM
   return s;
 }
 
-/** A binary SubmitRequest whose `json` is a list of `n` nulls: 4 bytes each on the wire, hundreds decoded. */
-function nullList(n: number): Buffer {
-  const element = Buffer.from([0x0a, 0x02, 0x08, 0x00]);
-  const list = Buffer.concat(Array.from({ length: n }, () => element));
-  const value = Buffer.concat([Buffer.from([0x32]), varint(list.length), list]);
-  return Buffer.concat([Buffer.from([0x0a, 0x04]), Buffer.from("echo"), Buffer.from([0x1a]), varint(value.length), value]);
-}
 
-function varint(n: number): Buffer {
-  const out: number[] = [];
-  while (n >= 0x80) {
-    out.push((n & 0x7f) | 0x80);
-    n = Math.floor(n / 128);
-  }
-  out.push(n);
-  return Buffer.from(out);
-}
+
 
 async function served(s: DispatcherServer): Promise<void> {
   expect((await connectClient(s.port, "grpc").submit({ backend: "echo" })).workerId).toMatch(/^echo\//);
@@ -50,7 +36,7 @@ async function served(s: DispatcherServer): Promise<void> {
 describe("bounded cost per byte", () => {
   it("answers 16 concurrent 4 MiB lists of a million nulls without decoding them; RSS grows ≤ 200 MB", { timeout: 120_000 }, async () => {
     const s = await start();
-    const body = envelope(nullList(Math.floor((4 * 1024 * 1024 - 64) / 4)));
+    const body = envelope(nullListSubmit(Math.floor((4 * 1024 * 1024 - 64) / 4)));
     expect(body.length).toBeLessThanOrEqual(4 * 1024 * 1024 + 5);
     await gc();
     const before = process.memoryUsage().rss;
@@ -82,7 +68,7 @@ describe("bounded cost per byte", () => {
 
   it("refuses an unauthenticated client before decoding its payload", async () => {
     const s = await start({}, ["the-token"]);
-    const a = await rawCall(s.port, grpcHeaders, [envelope(nullList(500_000))]);
+    const a = await rawCall(s.port, grpcHeaders, [envelope(nullListSubmit(500_000))]);
     // UNAUTHENTICATED, not the payload's INVALID_ARGUMENT: nothing was decoded or scanned.
     expect(a.trailers["grpc-status"]).toBe(String(Code.Unauthenticated));
     const ok = await connectClient(s.port, "grpc").submit({ backend: "echo" }, { headers: { authorization: "Bearer the-token" } });
