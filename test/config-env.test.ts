@@ -57,6 +57,26 @@ describe("environment and flags", () => {
     expect((await loadConfig(undefined, { PORT: "", LOG_LEVEL: "" }, {})).server.port).toBe(8080);
   });
 
+  it("takes cluster.redis_url from the file or REDIS_URL, with defaults for the rest", async () => {
+    expect((await loadConfig(undefined, {}, {})).cluster).toEqual({
+      redisUrl: undefined,
+      keyPrefix: "dispatcher:",
+      redisTimeoutMs: 250,
+      onRedisDown: "fail_open",
+    });
+    const f = await file("c.yaml", "cluster: { redis_url: 'redis://127.0.0.1:6390', key_prefix: 'p:', redis_timeout: 100ms, on_redis_down: fail_closed }\nbackends: [{ name: a, kind: echo }]\n");
+    expect((await loadConfig(f, {}, {})).cluster).toEqual({ redisUrl: "redis://127.0.0.1:6390", keyPrefix: "p:", redisTimeoutMs: 100, onRedisDown: "fail_closed" });
+    expect((await loadConfig(f, { REDIS_URL: "redis://10.0.0.1:6379/2" }, {})).cluster.redisUrl).toBe("redis://10.0.0.1:6379/2");
+    expect(await errorsOf(loadConfig(undefined, { REDIS_URL: "localhost:6379" }, {}))).toEqual([
+      `REDIS_URL: expected a redis:// or rediss:// URL (got "localhost:6379")`,
+    ]);
+    const bad = await file("b.yaml", "cluster: { redis_url: 'http://x', on_redis_down: maybe }\nbackends: [{ name: a, kind: echo }]\n");
+    expect(await errorsOf(loadConfig(bad, {}, {}))).toEqual([
+      `cluster.redis_url: expected a redis:// or rediss:// URL (got "http://x")`,
+      `cluster.on_redis_down: expected fail_open or fail_closed (got "maybe")`,
+    ]);
+  });
+
   it("reports an unreadable or unparsable file as a config error", async () => {
     expect(await errorsOf(loadConfig("/nonexistent/dispatcher.yaml", {}, {}))).toEqual(["config file /nonexistent/dispatcher.yaml: no such file"]);
     const bad = await file("c.json", "{ backends: ");

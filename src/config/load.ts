@@ -42,6 +42,7 @@ const environment = z.object({
   AUTH_TOKENS_FILE: fromText(nonEmptyString).optional(),
   TLS_CERT_FILE: fromText(nonEmptyString).optional(),
   TLS_KEY_FILE: fromText(nonEmptyString).optional(),
+  REDIS_URL: fromText(nonEmptyString.regex(/^rediss?:\/\/\S+$/, { error: "expected a redis:// or rediss:// URL" })).optional(),
 });
 
 const flags = z.object({
@@ -87,6 +88,7 @@ export async function loadConfig(file: string | undefined, env: NodeJS.ProcessEn
   if (v.REFLECTION !== undefined) s.reflection = v.REFLECTION;
   if (v.AUTH_TOKENS_FILE !== undefined) s.auth = { tokensFile: v.AUTH_TOKENS_FILE, tokensEnv: s.auth?.tokensEnv };
   if (v.TLS_CERT_FILE !== undefined && v.TLS_KEY_FILE !== undefined) s.tls = { certFile: v.TLS_CERT_FILE, keyFile: v.TLS_KEY_FILE };
+  if (v.REDIS_URL !== undefined) config.cluster.redisUrl = v.REDIS_URL;
   if (f.data["--host"] !== undefined) s.host = f.data["--host"];
   if (f.data["--port"] !== undefined) s.port = f.data["--port"];
   return config;

@@ -228,12 +228,26 @@ const telemetry = table({ prometheus_port: port.optional(), prometheus_host: non
 
 const log = table({ level: logLevel.optional(), access: bool.optional() });
 
+/** A Redis URL as ioredis takes it: redis:// or rediss:// (TLS). */
+const redisUrl = z
+  .string({ error: "expected a redis:// or rediss:// URL" })
+  .regex(/^rediss?:\/\/[^\s]+$/, { error: "expected a redis:// or rediss:// URL" });
+
+/** Shared state across replicas (DESIGN.md §11): absent = everything held in this process. */
+const cluster = table({
+  redis_url: redisUrl.optional(),
+  key_prefix: nonEmptyString.optional(),
+  redis_timeout: duration.optional(),
+  on_redis_down: z.enum(["fail_open", "fail_closed"], { error: "expected fail_open or fail_closed" }).optional(),
+});
+
 export const configFile = table({
   server: server.optional(),
   backends,
   telemetry: telemetry.optional(),
   log: log.optional(),
   dashboard: bool.optional(),
+  cluster: cluster.optional(),
 }).check(
   z.superRefine((c: Record<string, unknown>, ctx) => {
     if (!isMapping(c)) return;

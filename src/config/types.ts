@@ -13,6 +13,26 @@ export interface Config {
   log: LogConfig;
   /** Serve the live dashboard page at `/`. Default true. */
   dashboard: boolean;
+  cluster: ClusterConfig;
+}
+
+/**
+ * Shared state across replicas (`cluster`, DESIGN.md §11). With no Redis URL,
+ * limits, pins and async jobs live in this process.
+ */
+export interface ClusterConfig {
+  /** `redis://[user:pass@]host:port[/db]`; REDIS_URL overrides. Default: none. */
+  redisUrl: string | undefined;
+  /** Prefix of every key the service writes, so that several deployments can share one Redis. Default "dispatcher:". */
+  keyPrefix: string;
+  /** Longest wait for one Redis round trip before it counts as Redis being down, ms. Default 250. */
+  redisTimeoutMs: number;
+  /**
+   * What limits do while Redis is unreachable: "fail_open" holds each limit in
+   * this process at its local share (limit ÷ replicas seen), "fail_closed"
+   * refuses work that needs a limit with UNAVAILABLE. Default "fail_open".
+   */
+  onRedisDown: "fail_open" | "fail_closed";
 }
 
 /** Logging (`log`). */

@@ -32,6 +32,12 @@ function toConfig(f: ConfigFile): Config {
     telemetry: { prometheusPort: t.prometheus_port, prometheusHost: t.prometheus_host ?? "127.0.0.1" },
     log: { level: f.log?.level ?? s.log_level ?? "info", access: f.log?.access ?? false },
     dashboard: f.dashboard ?? true,
+    cluster: {
+      redisUrl: f.cluster?.redis_url,
+      keyPrefix: f.cluster?.key_prefix ?? "dispatcher:",
+      redisTimeoutMs: f.cluster?.redis_timeout ?? 250,
+      onRedisDown: f.cluster?.on_redis_down ?? "fail_open",
+    },
   };
 }
 

@@ -14,3 +14,4 @@ export type { SelectionPolicy, PolicyFactory } from "./policy.js";
 export type { WorkerState, WorkerView } from "./worker.js";
 export { systemClock } from "./clock.js";
 export type { Clock, TimerHandle } from "./clock.js";
+export type { CapacityAnswer, CapacityLease, CapacityRequest, LimitKind, LimitSpec, LimitStatus, LimitStore } from "./limits.js";
