@@ -43,6 +43,9 @@ export interface Pin<W extends Pinnable> {
   next: Pin<W> | null;
   /** Position in the heap of refiled pins; -1 while in the list of new pins. */
   heapIndex: number;
+  /** The worker last written to the shared pin store (pins.ts), and when; undefined when never or without a store. */
+  sharedWorker: W | undefined;
+  sharedAt: number;
 }
 
 /** Most steps one sweep takes, so that a mass expiry never stalls one request. */
@@ -78,8 +81,8 @@ export class AffinityTable<W extends Pinnable> {
     return pin;
   }
 
-  /** Pins `session` to `worker`: a new pin, or a refresh (and maybe a move) of `existing`. */
-  pin(session: string, worker: W, now: number, existing?: Pin<W>): void {
+  /** Pins `session` to `worker`: a new pin, or a refresh (and maybe a move) of `existing`. Returns the pin. */
+  pin(session: string, worker: W, now: number, existing?: Pin<W>): Pin<W> {
     const expiresAt = now + this.ttlMs;
     if (existing !== undefined) {
       if (existing.worker !== worker) {
@@ -89,13 +92,17 @@ export class AffinityTable<W extends Pinnable> {
       }
       existing.expiresAt = expiresAt;
       existing.touched = true;
-      return;
+      return existing;
     }
     if (this.pins.size >= this.maxPins) this.evictOne();
     worker.sessions++;
-    const pin: Pin<W> = { worker, expiresAt, listedUntil: expiresAt, touched: false, session, prev: null, next: null, heapIndex: -1 };
+    const pin: Pin<W> = {
+      worker, expiresAt, listedUntil: expiresAt, touched: false, session, prev: null, next: null, heapIndex: -1,
+      sharedWorker: undefined, sharedAt: 0,
+    };
     this.pins.set(session, pin);
     this.append(pin);
+    return pin;
   }
 
   /**

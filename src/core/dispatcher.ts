@@ -14,6 +14,7 @@ import { rejectionWorker, selectWorker } from "./select.js";
 import { snapshotBackends, type WorkerSnapshot } from "./snapshot.js";
 import { StreamSink, type StreamEvent } from "./stream.js";
 import { SERVICE_MIN_SAMPLES, Worker } from "./worker.js";
+import { seedFromStore, type PinStore } from "./pins.js";
 
 export interface SubmitOptions {
   backend: string;
@@ -88,10 +89,12 @@ class DispatcherImpl implements Dispatcher {
   private readonly graceMs: number;
   private closePromise: Promise<void> | undefined;
   private graceTimer: TimerHandle | undefined;
+  private readonly pinStore: PinStore | undefined;
 
   constructor(options: DispatcherOptions) {
     this.graceMs = nonNegativeNumber(options.shutdownGraceMs ?? 30_000, "shutdownGraceMs");
     const onError = options.onError ?? ((e: unknown, where: string) => process.emitWarning(`dispatcher observer ${where} threw: ${String(e)}`));
+    this.pinStore = options.pinStore;
     this.life = new Lifecycle(options.observer ?? noopObserver, options.clock ?? systemClock, options.random ?? Math.random, onError);
     new Attempts(this.life);
     for (const b of options.backends ?? []) this.register(b);
@@ -121,6 +124,7 @@ class DispatcherImpl implements Dispatcher {
       workers,
       policy: createPolicy(o.policy),
       affinity: o.ttlMs > 0 ? new AffinityTable(o.ttlMs, o.maxPins) : undefined,
+      pinStore: o.ttlMs > 0 ? this.pinStore : undefined,
       spillLoadFactor: o.spillLoadFactor,
       timeoutMs: o.timeoutMs,
       retry: o.retry,
@@ -153,6 +157,29 @@ class DispatcherImpl implements Dispatcher {
   }
 
   private admit(req: SubmitOptions, sink: StreamSink | undefined): Promise<JobResult> {
+    // Only with a pin store and a session: the other calls pay nothing for it.
+    if (this.pinStore !== undefined && req.sessionId) {
+      const entry = this.entries.get(req.backend);
+      if (entry?.pinStore !== undefined && !this.closing && entry.affinity!.lookup(req.sessionId, this.life.clock.now()) === undefined) {
+        return this.admitAfterLookup(entry, entry.pinStore, req, sink);
+      }
+    }
+    return this.admitNow(req, sink);
+  }
+
+  /**
+   * A local miss with a pin store: another replica may have pinned the
+   * session. The store bounds the wait; the call's deadline counts it.
+   */
+  private async admitAfterLookup(entry: BackendEntry, store: PinStore, req: SubmitOptions, sink: StreamSink | undefined): Promise<JobResult> {
+    const clock = this.life.clock;
+    const started = clock.now();
+    await seedFromStore(store, entry, req.sessionId!, () => clock.now());
+    const timeoutMs = req.timeoutMs === undefined ? undefined : req.timeoutMs - (clock.now() - started);
+    return this.admitNow(timeoutMs === req.timeoutMs ? req : { ...req, timeoutMs }, sink);
+  }
+
+  private admitNow(req: SubmitOptions, sink: StreamSink | undefined): Promise<JobResult> {
     if (this.closing) return this.refuse(req.backend, undefined, new DispatchError("unavailable", "the dispatcher is shutting down"));
     const entry = this.entries.get(req.backend);
     if (entry === undefined) {

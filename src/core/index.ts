@@ -15,3 +15,4 @@ export type { WorkerState, WorkerView } from "./worker.js";
 export { systemClock } from "./clock.js";
 export type { Clock, TimerHandle } from "./clock.js";
 export type { CapacityAnswer, CapacityLease, CapacityRequest, LimitKind, LimitSpec, LimitStatus, LimitStore } from "./limits.js";
+export type { PinStore } from "./pins.js";

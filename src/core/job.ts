@@ -6,6 +6,7 @@ import type { OutlierPolicy } from "./ejection.js";
 import type { DispatchError } from "./errors.js";
 import type { Handler, HandlerResult, Payload } from "./handler.js";
 import type { JobRun } from "./job-run.js";
+import type { PinStore } from "./pins.js";
 import type { FairNode, Lane } from "./fair-queue.js";
 import type { AffinityOutcome, DispatchObserver, JobState, JobView } from "./observer.js";
 import type { SelectionPolicy } from "./policy.js";
@@ -33,6 +34,8 @@ export interface BackendEntry {
   workers: Worker<Job>[];
   policy: SelectionPolicy;
   affinity: AffinityTable<Worker<Job>> | undefined;
+  /** Where pins are also kept for other replicas (pins.ts); undefined without one, or without affinity. */
+  pinStore: PinStore | undefined;
   /** 0 = a pin spills only when its worker cannot admit. */
   spillLoadFactor: number;
   timeoutMs: number;

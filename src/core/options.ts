@@ -1,6 +1,7 @@
 import type { Clock } from "./clock.js";
 import type { Handler } from "./handler.js";
 import type { DispatchObserver } from "./observer.js";
+import type { PinStore } from "./pins.js";
 import { policyNames } from "./policy.js";
 import { nonNegativeInt, nonNegativeNumber, positiveInt } from "./validate.js";
 import { validateScheduling, type SchedulingOptions, type ValidSchedulingOptions } from "./scheduling-options.js";
@@ -156,6 +157,11 @@ export interface DispatcherOptions {
    * a process warning. The service logs it.
    */
   onError?: (error: unknown, where: string) => void;
+  /**
+   * Where session pins are also kept, for other replicas (pins.ts): written
+   * through, and read on a local miss. Default: none (pins live in this process).
+   */
+  pinStore?: PinStore;
 }
 
 export interface ValidBackendOptions {

@@ -1,6 +1,7 @@
 import { withinLoadBound, type Pin } from "./affinity.js";
 import type { BackendEntry, Job } from "./job.js";
 import type { AffinityOutcome } from "./observer.js";
+import { sharePin } from "./pins.js";
 import { canAdmit, loadOf, type Worker } from "./worker.js";
 
 /** A worker chosen for one attempt, and how the session's pin was used. */
@@ -47,7 +48,10 @@ export function selectWorker(
     worker = pick(entry, random, avoid);
     affinity = pin === undefined ? "miss" : "spill";
   }
-  if (worker !== undefined) table.pin(sessionId, worker, now, pin);
+  if (worker !== undefined) {
+    const p = table.pin(sessionId, worker, now, pin);
+    if (entry.pinStore !== undefined) sharePin(entry.pinStore, entry, p, now, table.ttlMs);
+  }
   return { worker, affinity, pinned: pin?.worker };
 }
 
