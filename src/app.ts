@@ -6,6 +6,7 @@ import type { AuthConfig, Config, TlsConfig } from "./config.js";
 import { combineObservers, createDispatcher, type BackendOptions, type Dispatcher, type DispatchObserver } from "./core/index.js";
 import { createLogObserver } from "./telemetry/log-observer.js";
 import { parseTokens, startServer, type DispatcherServer } from "./server/index.js";
+import { sharedPins } from "./cluster/pins.js";
 
 export interface App {
   dispatcher: Dispatcher;
@@ -28,6 +29,7 @@ export async function startApp(config: Config, hooks: AppHooks = {}): Promise<Ap
   const authTokens = config.server.auth === undefined ? undefined : await readTokens(config.server.auth, hooks.env ?? process.env);
   const tls = config.server.tls === undefined ? undefined : await readTls(config.server.tls);
   const backends = await backendOptions(config, hooks.env ?? process.env, hooks.log);
+  const pins = await sharedPins(config.cluster, hooks.log);
   let dispatcher: Dispatcher;
   try {
     const log = hooks.log;
@@ -37,9 +39,11 @@ export async function startApp(config: Config, hooks: AppHooks = {}): Promise<Ap
       observer: log === undefined ? hooks.observer : combineObservers(hooks.observer ?? {}, createLogObserver(log)),
       onError: log === undefined ? undefined : (e, where) => log.error({ err: e }, `dispatcher observer ${where} threw; the job went on`),
       shutdownGraceMs: config.server.shutdownGraceMs,
+      pinStore: pins?.store,
     });
   } catch (e) {
     await Promise.allSettled(backends.map((b) => b.close?.()));
+    await pins?.close();
     throw e;
   }
   let server: DispatcherServer;
@@ -56,12 +60,21 @@ export async function startApp(config: Config, hooks: AppHooks = {}): Promise<Ap
       dashboard: config.dashboard,
       accessLog: config.log.access && hooks.log !== undefined ? (e) => hooks.log!.info(e, `${e.method} ${e.code}`) : undefined,
       corsAllowedOrigins: config.server.corsAllowedOrigins,
+      replicaId: config.cluster.replicaId,
     });
   } catch (e) {
     await dispatcher.close();
+    await pins?.close();
     throw e;
   }
-  return { dispatcher, server, close: () => server.close() };
+  return {
+    dispatcher,
+    server,
+    async close() {
+      await server.close();
+      await pins?.close();
+    },
+  };
 }
 
 /** Builds every backend of the config; if one fails, releases those already built (their pools). */

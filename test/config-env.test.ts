@@ -63,9 +63,12 @@ describe("environment and flags", () => {
       keyPrefix: "dispatcher:",
       redisTimeoutMs: 250,
       onRedisDown: "fail_open",
+      replicaId: undefined,
     });
     const f = await file("c.yaml", "cluster: { redis_url: 'redis://127.0.0.1:6390', key_prefix: 'p:', redis_timeout: 100ms, on_redis_down: fail_closed }\nbackends: [{ name: a, kind: echo }]\n");
-    expect((await loadConfig(f, {}, {})).cluster).toEqual({ redisUrl: "redis://127.0.0.1:6390", keyPrefix: "p:", redisTimeoutMs: 100, onRedisDown: "fail_closed" });
+    expect((await loadConfig(f, {}, {})).cluster).toEqual({ redisUrl: "redis://127.0.0.1:6390", keyPrefix: "p:", redisTimeoutMs: 100, onRedisDown: "fail_closed", replicaId: undefined });
+    expect((await loadConfig(f, { REPLICA_ID: "r-2" }, {})).cluster.replicaId).toBe("r-2");
+    expect(await errorsOf(loadConfig(undefined, { REPLICA_ID: "r 2" }, {}))).toHaveLength(1);
     expect((await loadConfig(f, { REDIS_URL: "redis://10.0.0.1:6379/2" }, {})).cluster.redisUrl).toBe("redis://10.0.0.1:6379/2");
     expect(await errorsOf(loadConfig(undefined, { REDIS_URL: "localhost:6379" }, {}))).toEqual([
       `REDIS_URL: expected a redis:// or rediss:// URL (got "localhost:6379")`,

@@ -4,6 +4,7 @@ import { parse as parseYaml } from "yaml";
 import * as z from "zod";
 import { ConfigError, formatIssues } from "./errors.js";
 import { bool, logLevel, nonEmptyString, port, duration } from "./fields.js";
+import { name } from "./schema.js";
 import type { Config } from "./types.js";
 import { validateConfig } from "./validate.js";
 
@@ -43,6 +44,7 @@ const environment = z.object({
   TLS_CERT_FILE: fromText(nonEmptyString).optional(),
   TLS_KEY_FILE: fromText(nonEmptyString).optional(),
   REDIS_URL: fromText(nonEmptyString.regex(/^rediss?:\/\/\S+$/, { error: "expected a redis:// or rediss:// URL" })).optional(),
+  REPLICA_ID: fromText(name).optional(),
 });
 
 const flags = z.object({
@@ -89,6 +91,7 @@ export async function loadConfig(file: string | undefined, env: NodeJS.ProcessEn
   if (v.AUTH_TOKENS_FILE !== undefined) s.auth = { tokensFile: v.AUTH_TOKENS_FILE, tokensEnv: s.auth?.tokensEnv };
   if (v.TLS_CERT_FILE !== undefined && v.TLS_KEY_FILE !== undefined) s.tls = { certFile: v.TLS_CERT_FILE, keyFile: v.TLS_KEY_FILE };
   if (v.REDIS_URL !== undefined) config.cluster.redisUrl = v.REDIS_URL;
+  if (v.REPLICA_ID !== undefined) config.cluster.replicaId = v.REPLICA_ID;
   if (f.data["--host"] !== undefined) s.host = f.data["--host"];
   if (f.data["--port"] !== undefined) s.port = f.data["--port"];
   return config;

@@ -13,7 +13,7 @@ import { bool, duration, int, logLevel, mapping, nonEmptyString, number, port, t
 /** The core's worker and backend name rule (src/core/options.ts NAME). */
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 const NAME_RULE = `expected letters, digits, ".", "_" or "-", starting with a letter or digit (1-63 chars)`;
-const name = z.string({ error: NAME_RULE }).regex(NAME, { error: NAME_RULE });
+export const name = z.string({ error: NAME_RULE }).regex(NAME, { error: NAME_RULE });
 
 /** The core's defaults that a cross-key rule depends on (src/core/options.ts validateOutlier). */
 const CORE_BASE_EJECTION_MS = 30_000;
@@ -239,6 +239,7 @@ const cluster = table({
   key_prefix: nonEmptyString.optional(),
   redis_timeout: duration.optional(),
   on_redis_down: z.enum(["fail_open", "fail_closed"], { error: "expected fail_open or fail_closed" }).optional(),
+  replica_id: name.optional(),
 });
 
 export const configFile = table({

@@ -33,6 +33,12 @@ export interface ClusterConfig {
    * refuses work that needs a limit with UNAVAILABLE. Default "fail_open".
    */
   onRedisDown: "fail_open" | "fail_closed";
+  /**
+   * This replica's name, sent back as the `dispatcher-replica` response header
+   * of Submit and SubmitStream (docs/replicas.md); REPLICA_ID overrides.
+   * Default: none, no header.
+   */
+  replicaId: string | undefined;
 }
 
 /** Logging (`log`). */

@@ -37,6 +37,7 @@ function toConfig(f: ConfigFile): Config {
       keyPrefix: f.cluster?.key_prefix ?? "dispatcher:",
       redisTimeoutMs: f.cluster?.redis_timeout ?? 250,
       onRedisDown: f.cluster?.on_redis_down ?? "fail_open",
+      replicaId: f.cluster?.replica_id,
     },
   };
 }

@@ -7,6 +7,7 @@ import { accessEntry, type AccessLog } from "./access-log.js";
 import { payloadFromProto, streamDoneToProto, streamEventToProto, submitResponseToProto } from "./convert.js";
 import { toConnectError } from "./errors.js";
 import { connectionKey } from "./edge/connection.js";
+import { requestHeaderValue } from "./edge/context.js";
 import { frameSinkFor } from "./frame-sink.js";
 import { effectiveTimeoutMs, type Limits } from "./limits.js";
 import type { MetricsHub } from "./metrics-hub.js";
@@ -16,7 +17,12 @@ const DEFAULT_INTERVAL_MS = 1_000;
 /** Shortest interval: faster ticks cost every subscriber CPU and say little more. */
 const MIN_INTERVAL_MS = 100;
 
-export function dispatcherRoutes(dispatcher: Dispatcher, hub: MetricsHub, limits: Limits, access?: AccessLog) {
+/** The session as a request header, for an L7 proxy to hash on (docs/replicas.md). */
+export const SESSION_HEADER = "dispatcher-session";
+/** The replica that answered, as a response header of Submit and SubmitStream (cluster.replica_id). */
+export const REPLICA_HEADER = "dispatcher-replica";
+
+export function dispatcherRoutes(dispatcher: Dispatcher, hub: MetricsHub, limits: Limits, access?: AccessLog, replicaId?: string) {
   /** WorkerMetrics streams open per connection: one client must not take every subscriber slot. */
   const perConnection = new WeakMap<object, number>();
   return (router: ConnectRouter) =>
@@ -63,7 +69,10 @@ export function dispatcherRoutes(dispatcher: Dispatcher, hub: MetricsHub, limits
 
   /** A checked request → the core's SubmitOptions (Submit and SubmitStream alike). */
   function submitOptions(req: SubmitRequest, ctx: HandlerContext): SubmitOptions & { payload: Payload } {
+    // First, so that refusals also name the replica that gave them.
+    if (replicaId !== undefined) ctx.responseHeader.set(REPLICA_HEADER, replicaId);
     checkSubmit(req, limits);
+    const sessionId = sessionOf(req, ctx, limits);
     let payload: Payload;
     try {
       payload = payloadFromProto(req.payload);
@@ -72,7 +81,7 @@ export function dispatcherRoutes(dispatcher: Dispatcher, hub: MetricsHub, limits
     }
     return {
       backend: req.backend,
-      sessionId: req.sessionId,
+      sessionId,
       payload,
       metadata: req.metadata,
       signal: ctx.signal,
@@ -151,6 +160,29 @@ function callError(e: unknown, ctx: HandlerContext): ConnectError {
     }
   }
   return toConnectError(e);
+}
+
+/**
+ * The call's session: `session_id`, else the `dispatcher-session` header
+ * (which a proxy can hash on without parsing the body). Both set and
+ * different is a client bug: refused rather than one silently winning.
+ */
+function sessionOf(req: SubmitRequest, ctx: HandlerContext, limits: Limits): string {
+  const header = requestHeaderValue(ctx, SESSION_HEADER);
+  if (header === undefined || header === "") return req.sessionId;
+  if (header.length > limits.maxSessionIdLength) {
+    throw new ConnectError(
+      `${SESSION_HEADER} header: ${header.length} characters, over the limit of ${limits.maxSessionIdLength}`,
+      Code.InvalidArgument,
+    );
+  }
+  if (req.sessionId !== "" && req.sessionId !== header) {
+    throw new ConnectError(
+      `session_id "${req.sessionId}" and the ${SESSION_HEADER} header "${header}" differ: send the session in one, or the same in both`,
+      Code.InvalidArgument,
+    );
+  }
+  return header;
 }
 
 function checkSubmit(req: SubmitRequest, limits: Limits): void {

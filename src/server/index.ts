@@ -47,6 +47,8 @@ export interface ServerOptions {
   fastPath?: boolean;
   /** Origins whose pages may call the service (cors.ts); "*" for any. Default []: no CORS headers, same-origin pages only. */
   corsAllowedOrigins?: readonly string[];
+  /** Sent as the `dispatcher-replica` response header of Submit and SubmitStream. Default: none, no header. */
+  replicaId?: string;
 }
 
 export interface DispatcherServer {
@@ -92,7 +94,7 @@ export async function startServer(o: ServerOptions): Promise<DispatcherServer> {
     corsAllowedOrigins: o.corsAllowedOrigins,
     interceptors,
     routes: (router) => {
-      dispatcherRoutes(o.dispatcher, hub, limits, o.accessLog)(router);
+      dispatcherRoutes(o.dispatcher, hub, limits, o.accessLog, o.replicaId)(router);
       healthRoutes(health)(router);
       for (const r of o.routes ?? []) r(router);
       if (o.reflection ?? true) reflectionRoutes()(router);

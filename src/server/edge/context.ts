@@ -121,6 +121,18 @@ export class FastContext implements HandlerContext {
   }
 }
 
+/**
+ * One request header's value (lower-case `name`), on every path: read from the
+ * raw HTTP/2 headers on the fast path, so that asking builds no Headers object.
+ */
+export function requestHeaderValue(ctx: HandlerContext, name: string): string | undefined {
+  if (ctx instanceof FastContext) {
+    const v = ctx.headers[name];
+    return Array.isArray(v) ? v.join(", ") : v;
+  }
+  return ctx.requestHeader.get(name) ?? undefined;
+}
+
 export function toObject(h: Headers): Record<string, string> {
   const o: Record<string, string> = {};
   h.forEach((v, k) => {
