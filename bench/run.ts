@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick] [-- --suite e2e,core,metrics,scheduling,edge,attacks]`: runs
+// `npm run bench [-- --quick] [-- --suite e2e,core,metrics,scheduling,edge,attacks,replicas]`: runs
 // the suites in order, prints each table, writes JSON to bench/results/.
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -11,6 +11,7 @@ import { attacksSuite } from "./suites/attacks.js";
 import { metricsSuite } from "./suites/metrics.js";
 import { schedulingSuite } from "./suites/scheduling.js";
 import { streamSuite } from "./suites/stream.js";
+import { replicasSuite } from "./suites/replicas.js";
 
 const suites: Record<string, (ctx: BenchContext) => Promise<unknown>> = {
   e2e: e2eSuite,
@@ -21,6 +22,7 @@ const suites: Record<string, (ctx: BenchContext) => Promise<unknown>> = {
   stream: streamSuite,
   edge: edgeSuite,
   attacks: attacksSuite,
+  replicas: replicasSuite,
 };
 
 const usage = `usage: node --expose-gc dist/bench/run.js [--quick | --smoke] [--suite NAMES] [--out DIR]

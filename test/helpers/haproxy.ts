@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { haproxyConfig, type HaproxyOptions } from "../../bench/lib/haproxy-config.js";
 import { freePort } from "./redis-server.js";
 
 /**
@@ -22,43 +23,6 @@ export interface HaproxyProcess {
 export function haproxyMissing(): string | undefined {
   const r = spawnSync("haproxy", ["-v"], { stdio: "ignore" });
   return r.error === undefined && r.status === 0 ? undefined : "haproxy not found: install it with `apt-get install haproxy` (2.6 or later)";
-}
-
-export interface HaproxyOptions {
-  /** The replicas' gRPC ports, named r0, r1, … in order. */
-  servers: readonly number[];
-  /** hash-balance-factor: a replica takes at most this % of the mean load before its sessions spill. Default 150. */
-  hashBalanceFactor?: number;
-}
-
-export function haproxyConfig(port: number, o: HaproxyOptions): string {
-  const servers = o.servers.map((p, i) => `  server r${i} 127.0.0.1:${p} weight 100 proto h2 check check-proto h1 inter 200ms fall 1 rise 2`);
-  return [
-    "global",
-    "  maxconn 4096",
-    "defaults",
-    "  mode http",
-    "  timeout connect 1s",
-    "  timeout client 60s",
-    "  timeout server 60s",
-    // A call that found its replica dead (connection refused) is sent to another one.
-    "  retries 2",
-    "  option redispatch 1",
-    "frontend grpc",
-    `  bind 127.0.0.1:${port} proto h2`,
-    "  default_backend replicas",
-    "backend replicas",
-    "  balance hdr(dispatcher-session)",
-    "  hash-type consistent",
-    ...(o.hashBalanceFactor === 0 ? [] : [`  hash-balance-factor ${o.hashBalanceFactor ?? 150}`]),
-    // The gRPC health service, asked in the Connect protocol (JSON over HTTP/1.1, which the service also serves):
-    // NOT_SERVING (a draining replica) takes it out. HAProxy 2.6 cannot send a gRPC frame's binary body.
-    "  option httpchk",
-    "  http-check send meth POST uri /grpc.health.v1.Health/Check ver HTTP/1.1 hdr host localhost hdr content-type application/json body {}",
-    `  http-check expect rstring "status\\":\\"SERVING"`,
-    ...servers,
-    "",
-  ].join("\n");
 }
 
 export async function startHaproxy(o: HaproxyOptions): Promise<HaproxyProcess> {
