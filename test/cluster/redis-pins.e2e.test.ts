@@ -81,6 +81,28 @@ describe.skipIf(missing !== undefined)("session pins shared through Redis", () =
     }
   });
 
+  it("the store batches writes into one pipeline per turn and shares one GET between concurrent lookups", async () => {
+    const peek = await peekAt(redis.url);
+    const store = new RedisPinStore(peek, "batch:");
+    try {
+      for (let i = 0; i < 1_000; i++) store.write("echo", `s${i}`, `echo/${i % 8}`, 60_000);
+      // Rewrites of one session in the same turn are one command.
+      store.write("echo", "s0", "echo/7", 60_000);
+      await new Promise((r) => setImmediate(r));
+      await until(async () => store.stats.written === 1_000);
+      expect(await peek.get("batch:pin:echo:s0")).toBe("echo/7");
+      expect(await peek.get("batch:pin:echo:s999")).toBe("echo/7");
+      expect(await peek.pttl("batch:pin:echo:s500")).toBeGreaterThan(50_000);
+      const [a, b] = await Promise.all([store.lookup("echo", "s3"), store.lookup("echo", "s3")]);
+      expect([a, b]).toEqual(["echo/3", "echo/3"]);
+      expect(store.stats.lookups).toBe(1);
+      expect(await store.lookup("echo", "nobody")).toBeUndefined();
+      expect(store.stats).toMatchObject({ lookups: 2, found: 1, errors: 0, dropped: 0 });
+    } finally {
+      peek.disconnect();
+    }
+  });
+
   it("with Redis stopped, calls with a session are answered (a miss), within the Redis timeout", async () => {
     const store = new RedisPinStore(connectRedis({ url: redis.url, keyPrefix: "x:", timeoutMs: 250 }), "x:");
     await redis.stop();
