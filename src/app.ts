@@ -83,7 +83,7 @@ export async function backendOptions(config: Config, env: NodeJS.ProcessEnv = pr
   try {
     for (const [i, b] of config.backends.entries()) {
       const endpoints = typeof b.workers === "number" ? [] : b.workers.map((w) => w.endpoint).filter((e) => e !== undefined);
-      const { handler, close } = await createBackend(b.kind, b.options, `backends[${i}]`, {
+      const { handler, close, tokensFor } = await createBackend(b.kind, b.options, `backends[${i}]`, {
         endpoints,
         env,
         idempotent: b.idempotent ?? false,
@@ -105,6 +105,8 @@ export async function backendOptions(config: Config, env: NodeJS.ProcessEnv = pr
         scheduling: b.scheduling,
         firstChunkTimeoutMs: b.ttftTimeoutMs,
         stallTimeoutMs: b.stallTimeoutMs,
+        limits: b.limits,
+        tokensFor,
       });
     }
   } catch (e) {

@@ -57,7 +57,7 @@ afterAll(() => {
 const badLines = [
   "  backends[0].workers: expected an integer 1-1024 (got 0)",
   `  backends[0].timeout: expected at most 24.8 days (2147483647 ms, the longest a Node.js timer can wait) (got "600h")`,
-  "  backends[0].max_concurency: unknown key; known: name, kind, workers, endpoints, max_concurrency, queue_capacity, timeout, policy, affinity, retry, outlier, idempotent, expose_upstream_errors, ttft_timeout, stall_timeout, scheduling, options (got 4)",
+  "  backends[0].max_concurency: unknown key; known: name, kind, workers, endpoints, max_concurrency, queue_capacity, timeout, policy, affinity, retry, outlier, idempotent, expose_upstream_errors, ttft_timeout, stall_timeout, limits, scheduling, options (got 4)",
 ];
 
 describe("dispatcher command line", { timeout: 90_000 }, () => {

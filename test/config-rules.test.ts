@@ -37,9 +37,26 @@ describe("config errors", () => {
     ]);
   });
 
+  it("reads limits on a backend and on an endpoint, refusing what would never admit anything", () => {
+    const c = validateConfig({
+      backends: [{
+        name: "g", kind: "echo",
+        limits: { requests_per_minute: 500, tokens_per_minute: 90000, max_concurrency: 20, window: "30s", token_estimate: 256 },
+        endpoints: [{ url: "http://127.0.0.1:1/v1", limits: { requests_per_minute: 60 } }],
+      }],
+    });
+    expect(c.backends[0]!.limits).toEqual({ requestsPerMinute: 500, tokensPerMinute: 90000, maxConcurrency: 20, windowMs: 30_000, tokenEstimate: 256 });
+    expect((c.backends[0]!.workers as { limits?: unknown }[])[0]!.limits).toEqual({ requestsPerMinute: 60 });
+    expect(errorsOf({ backends: [{ name: "g", kind: "echo", limits: { requests_per_minute: 0, window: 0, tokens: 5 } }] })).toEqual([
+      "backends[0].limits.requests_per_minute: expected an integer ≥ 1 (got 0)",
+      "backends[0].limits.window: expected a duration > 0 (got 0)",
+      "backends[0].limits.tokens: unknown key; known: requests_per_minute, tokens_per_minute, max_concurrency, window, token_estimate (got 5)",
+    ]);
+  });
+
   it("names each unknown key on its own line with the keys that are known", () => {
     const e = errorsOf({ backends: [{ name: "a", kind: "echo", workerz: 2, max_concurency: 4 }], serverr: {} });
-    expect(e).toContain("backends[0].workerz: unknown key; known: name, kind, workers, endpoints, max_concurrency, queue_capacity, timeout, policy, affinity, retry, outlier, idempotent, expose_upstream_errors, ttft_timeout, stall_timeout, scheduling, options (got 2)");
+    expect(e).toContain("backends[0].workerz: unknown key; known: name, kind, workers, endpoints, max_concurrency, queue_capacity, timeout, policy, affinity, retry, outlier, idempotent, expose_upstream_errors, ttft_timeout, stall_timeout, limits, scheduling, options (got 2)");
     expect(e.some((l) => l.startsWith("backends[0].max_concurency: unknown key; known: name, kind,"))).toBe(true);
     expect(e).toContain("serverr: unknown key; known: server, backends, telemetry, log, dashboard, cluster (got {})");
     expect(e).toHaveLength(3);

@@ -38,6 +38,7 @@ export function genaiBackend(o: Record<string, unknown>, at: string, kind: KindC
   }
   const upstreams = createUpstreams(kind.endpoints, path, at, "genai");
   return {
+    tokensFor: (request) => maxTokens(request.json) ?? maxTokens(defaults),
     handler: async (request, ctx): Promise<HandlerResult | ChunkStream> => {
       const body = request.json;
       if (typeof body !== "object" || body === null || Array.isArray(body)) {
@@ -117,4 +118,16 @@ function usageOf(answer: unknown): Record<string, string> {
     if (typeof cached === "number") out["cached_tokens"] = String(cached);
   }
   return out;
+}
+
+/**
+ * The completion tokens a chat request may use (max_completion_tokens, or the
+ * older max_tokens): what token limits reserve before the call; its usage
+ * settles the charge after it.
+ */
+function maxTokens(body: unknown): number | undefined {
+  if (typeof body !== "object" || body === null) return undefined;
+  const b = body as Record<string, unknown>;
+  const v = b["max_completion_tokens"] ?? b["max_tokens"];
+  return typeof v === "number" && Number.isFinite(v) && v >= 0 ? v : undefined;
 }

@@ -1,4 +1,4 @@
-import type { Handler } from "../core/index.js";
+import type { Handler, Payload } from "../core/index.js";
 import type { BackendLog } from "./log.js";
 
 // The contract between the registry and the kinds, apart from both so that neither imports the other's module.
@@ -7,6 +7,8 @@ import type { BackendLog } from "./log.js";
 export interface BackendInstance {
   handler: Handler;
   close?: (() => void | Promise<void>) | undefined;
+  /** Tokens a request asks for (e.g. its max_tokens), reserved under token limits; undefined = the configured estimate. */
+  tokensFor?: ((payload: Payload) => number | undefined) | undefined;
 }
 
 /** What a kind may know of the backend it serves, beside its options. */

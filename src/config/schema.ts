@@ -83,6 +83,15 @@ const server = table({
   cors: table({ allowed_origins: z.array(corsOrigin, { error: "expected a list of origins" }).optional() }).optional(),
 });
 
+/** Rate and concurrency limits of a backend or one endpoint (DESIGN.md §11; docs/limits.md). */
+const limitsTable = table({
+  requests_per_minute: int(1).optional(),
+  tokens_per_minute: int(1).optional(),
+  max_concurrency: int(1).optional(),
+  window: duration.refine((ms) => ms > 0, { error: "expected a duration > 0" }).optional(),
+  token_estimate: int(0).optional(),
+});
+
 const endpoint = z.preprocess(
   (v) => (typeof v === "string" ? { url: v } : v),
   table({
@@ -91,6 +100,7 @@ const endpoint = z.preprocess(
     max_concurrency: int(1).optional(),
     queue_capacity: int(0).optional(),
     weight: z.number({ error: "expected a number > 0" }).positive({ error: "expected a number > 0" }).optional(),
+    limits: limitsTable.optional(),
   }),
 );
 
@@ -133,6 +143,7 @@ const backend = table({
   expose_upstream_errors: bool.optional(),
   ttft_timeout: duration.optional(),
   stall_timeout: duration.optional(),
+  limits: limitsTable.optional(),
   scheduling: table({
     priority_levels: int(1, 16).optional(),
     default_priority: int(0, 15).optional(),
@@ -271,3 +282,5 @@ function isMapping(v: unknown): v is Record<string, unknown> {
 }
 
 export type ConfigFile = z.output<typeof configFile>;
+
+export type LimitsFile = z.output<typeof limitsTable>;

@@ -1,4 +1,4 @@
-import type { OutlierOptions, RetryOptions, SchedulingOptions } from "../core/index.js";
+import type { LimitOptions, OutlierOptions, RetryOptions, SchedulingOptions } from "../core/index.js";
 import type { Limits } from "../server/limits.js";
 
 /**
@@ -115,6 +115,8 @@ export interface BackendConfig {
   stallTimeoutMs: number | undefined;
   /** Priority tiers, tenant fairness and deadline-aware admission; unset fields take the core's defaults. */
   scheduling: SchedulingOptions;
+  /** Limits of all the backend's workers together (`limits`). */
+  limits: LimitOptions | undefined;
   /** Kind-specific settings, passed to the backend kind as written. */
   options: Record<string, unknown>;
 }
@@ -125,6 +127,8 @@ export interface WorkerConfig {
   maxConcurrency?: number;
   queueCapacity?: number;
   weight?: number;
+  /** This endpoint's own limits (its API key's). */
+  limits?: LimitOptions;
 }
 
 

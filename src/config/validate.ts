@@ -1,7 +1,7 @@
 import { defaultLimits, type Limits } from "../server/limits.js";
 import { ConfigError, formatIssues } from "./errors.js";
-import { configFile, limitKeys, type ConfigFile } from "./schema.js";
-import type { SchedulingOptions } from "../core/index.js";
+import { configFile, limitKeys, type ConfigFile, type LimitsFile } from "./schema.js";
+import type { LimitOptions, SchedulingOptions } from "../core/index.js";
 import type { BackendConfig, Config, WorkerConfig } from "./types.js";
 
 /**
@@ -61,6 +61,7 @@ function toBackend(b: ConfigFile["backends"][number]): BackendConfig {
           if (e.max_concurrency !== undefined) w.maxConcurrency = e.max_concurrency;
           if (e.queue_capacity !== undefined) w.queueCapacity = e.queue_capacity;
           if (e.weight !== undefined) w.weight = e.weight;
+          if (e.limits !== undefined) w.limits = toLimitOptions(e.limits);
           return w;
         });
   const r = b.retry;
@@ -100,8 +101,20 @@ function toBackend(b: ConfigFile["backends"][number]): BackendConfig {
     ttftTimeoutMs: b.ttft_timeout,
     stallTimeoutMs: b.stall_timeout,
     scheduling: scheduling(b.scheduling),
+    limits: b.limits === undefined ? undefined : toLimitOptions(b.limits),
     options: b.options ?? {},
   };
+}
+
+/** `limits` → the core's LimitOptions, only the keys that were set. */
+function toLimitOptions(l: LimitsFile): LimitOptions {
+  const out: LimitOptions = {};
+  if (l.requests_per_minute !== undefined) out.requestsPerMinute = l.requests_per_minute;
+  if (l.tokens_per_minute !== undefined) out.tokensPerMinute = l.tokens_per_minute;
+  if (l.max_concurrency !== undefined) out.maxConcurrency = l.max_concurrency;
+  if (l.window !== undefined) out.windowMs = l.window;
+  if (l.token_estimate !== undefined) out.tokenEstimate = l.token_estimate;
+  return out;
 }
 
 /** `scheduling` → the core's SchedulingOptions, only the keys that were set (the rest take the core's defaults). */

@@ -124,6 +124,8 @@ export class Attempts {
       return;
     }
     const err = DispatchError.from(e);
+    // A handler's RESOURCE_EXHAUSTED is its upstream's 429: pause the worker (Retry-After, else 1 s; at most 60 s).
+    if (err.code === "resource_exhausted") life.gate.pause(run.worker, Math.min(60_000, Math.max(1, err.retryAfterMs ?? 1_000)));
     const delay = this.retryDelay(job, err, now);
     if (delay < 0) {
       life.settle(job, "error", err);

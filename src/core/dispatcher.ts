@@ -13,8 +13,11 @@ import { createPolicy } from "./policy.js";
 import { rejectionWorker, selectWorker } from "./select.js";
 import { snapshotBackends, type WorkerSnapshot } from "./snapshot.js";
 import { StreamSink, type StreamEvent } from "./stream.js";
-import { SERVICE_MIN_SAMPLES, Worker } from "./worker.js";
+import { canAdmit, SERVICE_MIN_SAMPLES, Worker } from "./worker.js";
 import { seedFromStore, type PinStore } from "./pins.js";
+import { CapacityGate, limitMessage, newWorkerLimits, type WorkerLimits } from "./capacity.js";
+import { LocalLimitStore } from "./local-limits.js";
+import type { ValidLimits } from "./limit-options.js";
 
 export interface SubmitOptions {
   backend: string;
@@ -97,6 +100,8 @@ class DispatcherImpl implements Dispatcher {
     this.pinStore = options.pinStore;
     this.life = new Lifecycle(options.observer ?? noopObserver, options.clock ?? systemClock, options.random ?? Math.random, onError);
     new Attempts(this.life);
+    // Cheap to build: a gate and an empty map. Workers without limits never call it until an upstream 429 pauses them.
+    this.life.gate = new CapacityGate(options.limitStore ?? new LocalLimitStore(this.life.clock), this.life);
     for (const b of options.backends ?? []) this.register(b);
   }
 
@@ -118,6 +123,7 @@ class DispatcherImpl implements Dispatcher {
       (w, i) =>
         new Worker<Job>(`${o.name}/${w.name ?? i}`, o.name, i, w.maxConcurrency, w.queueCapacity, w.weight, w.endpoint, fair),
     );
+    for (const [i, w] of workers.entries()) w.limits = workerLimits(o.workers[i]!.limits, o.limits);
     this.entries.set(o.name, {
       name: o.name,
       handler: o.handler,
@@ -133,6 +139,7 @@ class DispatcherImpl implements Dispatcher {
       firstChunkTimeoutMs: o.firstChunkTimeoutMs,
       stallTimeoutMs: o.stallTimeoutMs,
       close: o.close,
+      tokensFor: o.tokensFor,
       active: 0,
       retrying: 0,
     });
@@ -216,7 +223,18 @@ class DispatcherImpl implements Dispatcher {
     let w = sel.worker;
     if (w === undefined && sched.displace) w = this.displaceFor(entry, priority, tenant);
     if (w === undefined) return this.rejectFull(entry, sel.pinned, call);
-    const queues = w.inflight >= w.maxConcurrency || w.queue.length > 0;
+    let affinity = sel.affinity;
+    if (w.limits !== undefined && deadline !== Infinity && CapacityGate.blockedUntil(w, now) >= deadline) {
+      // Its limits refuse starts past this call's deadline: another worker whose limits allow it sooner, or a refusal now.
+      const other = entry.workers.find((o) => o !== w && canAdmit(o) && CapacityGate.blockedUntil(o, now) < deadline);
+      if (other === undefined) {
+        return this.rejectOn(w, call, `${limitMessage(w, now)}, past the call's deadline in ${Math.round(deadline - now)} ms`);
+      }
+      w = other;
+      if (affinity === "hit") affinity = "spill";
+    }
+    // A worker with limits may hold the job for capacity even with a free slot.
+    const queues = w.inflight >= w.maxConcurrency || w.queue.length > 0 || w.limits !== undefined;
     if (queues && sched.tenantQueueShare < 1) {
       const cap = Math.max(1, Math.floor(w.queueCapacity * sched.tenantQueueShare));
       if (w.queue.queuedBy(tenant) >= cap) {
@@ -230,7 +248,7 @@ class DispatcherImpl implements Dispatcher {
       return this.rejectOn(w, call, `estimated queue wait on ${w.id} is ${Math.round(estimate)} ms, more than the ${left} ms left before the call's deadline`);
     }
 
-    const job = new Job(life, entry, w, sel.affinity, sessionId, req.payload ?? { json: null },
+    const job = new Job(life, entry, w, affinity, sessionId, req.payload ?? { json: null },
       req.metadata ?? {}, req.signal, deadline, now, priority, tenant);
     job.predictedWaitMs = estimate;
     job.sink = sink;
@@ -376,4 +394,11 @@ async function* streamEvents(sink: StreamSink, stop: AbortController): AsyncGene
 
 export function createDispatcher(options: DispatcherOptions = {}): Dispatcher {
   return new DispatcherImpl(options);
+}
+
+/** A worker's limits: its own first (the narrower key), then its backend's; undefined when neither has any. */
+function workerLimits(own: ValidLimits | undefined, backend: ValidLimits | undefined): WorkerLimits | undefined {
+  const set = [own, backend].filter((l): l is ValidLimits => l !== undefined);
+  if (set.length === 0) return undefined;
+  return newWorkerLimits(set.map((l) => l.spec), own?.tokenEstimate || backend?.tokenEstimate || 0);
 }

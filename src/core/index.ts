@@ -14,5 +14,7 @@ export type { SelectionPolicy, PolicyFactory } from "./policy.js";
 export type { WorkerState, WorkerView } from "./worker.js";
 export { systemClock } from "./clock.js";
 export type { Clock, TimerHandle } from "./clock.js";
+export { LocalLimitStore } from "./local-limits.js";
+export type { LimitOptions } from "./limit-options.js";
 export type { CapacityAnswer, CapacityLease, CapacityRequest, LimitKind, LimitSpec, LimitStatus, LimitStore } from "./limits.js";
 export type { PinStore } from "./pins.js";

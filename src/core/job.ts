@@ -6,6 +6,7 @@ import type { OutlierPolicy } from "./ejection.js";
 import type { DispatchError } from "./errors.js";
 import type { Handler, HandlerResult, Payload } from "./handler.js";
 import type { JobRun } from "./job-run.js";
+import type { CapacityLease } from "./limits.js";
 import type { PinStore } from "./pins.js";
 import type { FairNode, Lane } from "./fair-queue.js";
 import type { AffinityOutcome, DispatchObserver, JobState, JobView } from "./observer.js";
@@ -46,6 +47,8 @@ export interface BackendEntry {
   firstChunkTimeoutMs: number;
   stallTimeoutMs: number;
   close: (() => void | Promise<void>) | undefined;
+  /** Tokens a request asks for (its max_tokens), for token limits; undefined = the backend cannot tell. */
+  tokensFor: ((payload: Payload) => number | undefined) | undefined;
   /** Jobs of this backend admitted and not settled (the retry budget's base). */
   active: number;
   /** Of those, jobs that have failed an attempt and are waiting to retry or running a retry. */
@@ -85,6 +88,8 @@ export class Job implements JobView, FairNode {
   timer: TimerHandle | undefined = undefined;
   /** The current attempt's run while running; a settled or retried run is no longer it. */
   run: JobRun | undefined = undefined;
+  /** The capacity the running attempt holds under its worker's limits; released when the attempt ends. */
+  lease: CapacityLease | undefined = undefined;
   /** What the handler returned (for "ok"). */
   result: HandlerResult | undefined = undefined;
   /** Where a SubmitStream caller reads the job's events; undefined for Submit. */

@@ -1,3 +1,5 @@
+import type { CapacityGate } from "./capacity.js";
+import { tokensUsed } from "./capacity.js";
 import type { Clock } from "./clock.js";
 import { noteFailure, noteSuccess, type EjectionListener } from "./ejection.js";
 import { DispatchError } from "./errors.js";
@@ -55,6 +57,8 @@ export class Lifecycle implements JobOwner {
   onIdle: (() => void) | undefined = undefined;
   readonly onWorkerChange: EjectionListener;
   private readonly sweepTimeouts = (w: Worker<Job>) => this.timeoutsDue(w);
+  /** Gates starts on workers with limits (capacity.ts); set by the dispatcher. */
+  gate!: CapacityGate;
 
   constructor(
     readonly observer: DispatchObserver,
@@ -89,6 +93,11 @@ export class Lifecycle implements JobOwner {
         // Runs cut short by the client or shutdown say nothing of how long the upstream takes.
         if (to === "backoff" || change.outcome === "ok" || change.outcome === "error" || change.outcome === "timeout") {
           w.noteService(now - job.startedAt);
+        }
+        if (job.lease !== undefined) {
+          // Settled from the answer's usage (refund or extra charge); a failed or cut-short attempt keeps its reservation.
+          job.lease.release(change.outcome === "ok" ? tokensUsed(job.result?.metadata) : undefined);
+          job.lease = undefined;
         }
         if (w.running.length === 0 && w.timeoutTimer !== undefined) {
           this.clock.clearTimer(w.timeoutTimer);
@@ -136,7 +145,7 @@ export class Lifecycle implements JobOwner {
         break;
       case "backoff": {
         const err = change.error!;
-        this.chargeAttempt(job, w, "error", err);
+        this.chargeAttempt(job, w, "error", err, true);
         job.lastError = err;
         if (job.retries++ === 0) job.entry.retrying++;
         job.endedAt = now;
@@ -159,7 +168,7 @@ export class Lifecycle implements JobOwner {
         job.entry.active--;
         if (job.retries > 0) job.entry.retrying--;
         // A job settling from its backoff has no live attempt: its failed one was charged when it failed.
-        if (from === "queued" || from === "running") this.chargeAttempt(job, w, outcome, change.error);
+        if (from === "queued" || from === "running") this.chargeAttempt(job, w, outcome, change.error, from === "running");
         if (o.jobEnded !== undefined) {
           try {
             o.jobEnded(job, outcome, change.error, from);
@@ -175,7 +184,7 @@ export class Lifecycle implements JobOwner {
   }
 
   /** Counts how an attempt on `w` ended; only upstream faults and backend timeouts feed ejection. */
-  private chargeAttempt(job: Job, w: Worker<Job>, outcome: JobOutcome, err: DispatchError | undefined): void {
+  private chargeAttempt(job: Job, w: Worker<Job>, outcome: JobOutcome, err: DispatchError | undefined, ran: boolean): void {
     switch (outcome) {
       case "ok":
         w.completed++;
@@ -184,7 +193,8 @@ export class Lifecycle implements JobOwner {
       case "error":
       case "timeout":
         w.errors++;
-        if (job.entry.outlier !== undefined) {
+        // Only an attempt that ran says anything of its upstream (a job refused by its limits never did).
+        if (job.entry.outlier !== undefined && ran) {
           noteFailure(w, job.entry.workers, job.entry.outlier, err!, this.clock, this.onWorkerChange);
         }
         break;
@@ -240,6 +250,11 @@ export class Lifecycle implements JobOwner {
         // Its timer has not run yet (timers fire late under load): the deadline has passed all the same.
         this.settle(job, "deadline_exceeded", deadlineError(job, "while queued"), false);
         continue;
+      }
+      if (w.limits !== undefined) {
+        const g = this.gate.ask(w, job, now);
+        if (g === "wait") break;
+        if (g === "ended") continue;
       }
       this.startAttempt(job, now);
     }

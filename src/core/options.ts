@@ -1,5 +1,7 @@
 import type { Clock } from "./clock.js";
-import type { Handler } from "./handler.js";
+import type { Handler, Payload } from "./handler.js";
+import { validateLimits, type LimitOptions, type ValidLimits } from "./limit-options.js";
+import type { LimitStore } from "./limits.js";
 import type { DispatchObserver } from "./observer.js";
 import type { PinStore } from "./pins.js";
 import { policyNames } from "./policy.js";
@@ -21,6 +23,8 @@ export interface WorkerOptions {
   queueCapacity?: number;
   /** Relative capacity in the load formula; a worker of weight 2 is chosen as if half as loaded. Default 1. */
   weight?: number;
+  /** This worker's own rate and concurrency limits (its upstream key's), besides the backend's. */
+  limits?: LimitOptions;
 }
 
 export interface BackendOptions {
@@ -63,6 +67,10 @@ export interface BackendOptions {
   scheduling?: SchedulingOptions;
   /** Takes workers that keep failing out of selection for a while. Default: on, 5 consecutive failures. */
   outlier?: OutlierOptions;
+  /** Rate and concurrency limits of all the backend's workers together (DESIGN.md §11). */
+  limits?: LimitOptions;
+  /** Tokens a request asks for (e.g. its max_tokens), reserved under token limits; undefined = use the estimate. */
+  tokensFor?: (payload: Payload) => number | undefined;
   /**
    * Called once by the dispatcher's close(), after the backend's jobs have
    * settled: release connection pools and the like. Its errors are ignored.
@@ -162,6 +170,11 @@ export interface DispatcherOptions {
    * through, and read on a local miss. Default: none (pins live in this process).
    */
   pinStore?: PinStore;
+  /**
+   * Where limits are counted (limits.ts). Default: in this process
+   * (local-limits.ts), created when some backend has limits.
+   */
+  limitStore?: LimitStore;
 }
 
 export interface ValidBackendOptions {
@@ -181,6 +194,8 @@ export interface ValidBackendOptions {
   outlier: Required<OutlierOptions> | undefined;
   close: (() => void | Promise<void>) | undefined;
   spillLoadFactor: number;
+  limits: ValidLimits | undefined;
+  tokensFor: ((payload: Payload) => number | undefined) | undefined;
 }
 
 export interface ValidWorkerOptions {
@@ -189,6 +204,7 @@ export interface ValidWorkerOptions {
   maxConcurrency: number;
   queueCapacity: number;
   weight: number;
+  limits: ValidLimits | undefined;
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
@@ -219,7 +235,7 @@ export function validateBackendOptions(o: BackendOptions): ValidBackendOptions {
   if (typeof list === "number") {
     const n = positiveInt(list, `${at}: workers`);
     workers = Array.from({ length: n }, () => ({
-      name: undefined, endpoint: undefined, maxConcurrency, queueCapacity, weight: 1,
+      name: undefined, endpoint: undefined, maxConcurrency, queueCapacity, weight: 1, limits: undefined,
     }));
   } else if (Array.isArray(list) && list.length > 0) {
     const seen = new Set<string>();
@@ -244,6 +260,7 @@ export function validateBackendOptions(o: BackendOptions): ValidBackendOptions {
         maxConcurrency: positiveInt(w.maxConcurrency ?? maxConcurrency, `${wat}.maxConcurrency`),
         queueCapacity: nonNegativeInt(w.queueCapacity ?? queueCapacity, `${wat}.queueCapacity`),
         weight,
+        limits: validateLimits(w.limits, `worker:${o.name}/${id}`, `${wat}.limits`),
       };
     });
   } else {
@@ -258,6 +275,8 @@ export function validateBackendOptions(o: BackendOptions): ValidBackendOptions {
     retry: validateRetry(o.retry, `${at}: retry`),
     outlier: validateOutlier(o.outlier, `${at}: outlier`),
     close: o.close,
+    limits: validateLimits(o.limits, `backend:${o.name}`, `${at}: limits`),
+    tokensFor: o.tokensFor,
   };
 }
 

@@ -1,3 +1,4 @@
+import type { WorkerLimits } from "./capacity.js";
 import { FairQueue, type FairNode, type FairPolicy } from "./fair-queue.js";
 import { JobQueue } from "./queue.js";
 import { createSampleWindow, type SampleWindow } from "./window.js";
@@ -58,6 +59,8 @@ export class Worker<J extends FairNode = FairNode> implements WorkerView {
   ejectionStreak = 0;
   /** Brings an ejected worker back; unset while it serves. */
   returnTimer: unknown = undefined;
+  /** Rate and concurrency limits (capacity.ts); undefined for a worker without any, whose starts cost nothing extra. */
+  limits: WorkerLimits | undefined = undefined;
   readonly queueWait: SampleWindow = createSampleWindow();
   readonly execution: SampleWindow = createSampleWindow();
 
