@@ -6,6 +6,7 @@ import type { AuthConfig, Config, TlsConfig } from "./config.js";
 import { combineObservers, createDispatcher, type BackendOptions, type Dispatcher, type DispatchObserver } from "./core/index.js";
 import { createLogObserver } from "./telemetry/log-observer.js";
 import { parseTokens, startServer, type DispatcherServer } from "./server/index.js";
+import { sharedLimits } from "./cluster/limits.js";
 import { sharedPins } from "./cluster/pins.js";
 
 export interface App {
@@ -29,7 +30,12 @@ export async function startApp(config: Config, hooks: AppHooks = {}): Promise<Ap
   const authTokens = config.server.auth === undefined ? undefined : await readTokens(config.server.auth, hooks.env ?? process.env);
   const tls = config.server.tls === undefined ? undefined : await readTls(config.server.tls);
   const backends = await backendOptions(config, hooks.env ?? process.env, hooks.log);
-  const pins = await sharedPins(config.cluster, hooks.log);
+  // Each on its own connection, waited for together: a start with Redis down waits once, not twice.
+  const [pins, limits] = await Promise.all([sharedPins(config.cluster, hooks.log), sharedLimits(config.cluster, hooks.log)]);
+  const closeShared = async () => {
+    await pins?.close();
+    await limits?.close();
+  };
   let dispatcher: Dispatcher;
   try {
     const log = hooks.log;
@@ -40,10 +46,11 @@ export async function startApp(config: Config, hooks: AppHooks = {}): Promise<Ap
       onError: log === undefined ? undefined : (e, where) => log.error({ err: e }, `dispatcher observer ${where} threw; the job went on`),
       shutdownGraceMs: config.server.shutdownGraceMs,
       pinStore: pins?.store,
+      limitStore: limits?.store,
     });
   } catch (e) {
     await Promise.allSettled(backends.map((b) => b.close?.()));
-    await pins?.close();
+    await closeShared();
     throw e;
   }
   let server: DispatcherServer;
@@ -64,7 +71,7 @@ export async function startApp(config: Config, hooks: AppHooks = {}): Promise<Ap
     });
   } catch (e) {
     await dispatcher.close();
-    await pins?.close();
+    await closeShared();
     throw e;
   }
   return {
@@ -72,7 +79,7 @@ export async function startApp(config: Config, hooks: AppHooks = {}): Promise<Ap
     server,
     async close() {
       await server.close();
-      await pins?.close();
+      await closeShared();
     },
   };
 }

@@ -15,6 +15,8 @@ export type { WorkerState, WorkerView } from "./worker.js";
 export { systemClock } from "./clock.js";
 export type { Clock, TimerHandle } from "./clock.js";
 export { LocalLimitStore } from "./local-limits.js";
+export { createSampleWindow, type SampleWindow } from "./window.js";
 export type { LimitOptions } from "./limit-options.js";
+export { ARRIVAL_BOUND_MS } from "./limits.js";
 export type { CapacityAnswer, CapacityLease, CapacityRequest, LimitKind, LimitSpec, LimitStatus, LimitStore } from "./limits.js";
 export type { PinStore } from "./pins.js";

@@ -6,6 +6,20 @@
  * replicas share an upstream's limits. The core never imports a Redis client.
  */
 
+/**
+ * How long after its charge a request may reach its upstream, ms. The
+ * upstream counts a request when it arrives, not when it was granted, and
+ * the delay varies (queues, connection set-up, a busy event loop): two
+ * requests granted just over a window apart can arrive just under one apart,
+ * and a provider enforcing the same limit answers the second with 429. So a
+ * charge counts from its grant until one window after the earlier of its
+ * attempt's end and ARRIVAL_BOUND_MS after the grant: whatever the delay up
+ * to this bound, the upstream never sees more than the limit in any of its
+ * windows. The price: a fast call holds its charge its own duration longer,
+ * a long one this bound longer (under 2 % of a one-minute window).
+ */
+export const ARRIVAL_BOUND_MS = 1_000;
+
 /** Which limit refused an attempt. */
 export type LimitKind = "requests_per_minute" | "tokens_per_minute" | "max_concurrency" | "paused";
 
@@ -54,7 +68,9 @@ export type CapacityAnswer =
 /** Capacity held by one running attempt. */
 export interface CapacityLease {
   /**
-   * The attempt ended: frees its concurrency and settles its tokens to
+   * The attempt ended: frees its concurrency, counts its charges from now
+   * (or from ARRIVAL_BOUND_MS after the grant, if that is earlier) until
+   * they leave the window, and settles its tokens to
    * `tokensUsed` (the answer's usage; a refund or an extra charge), or keeps
    * the reservation when undefined. Called exactly once per granted lease.
    */

@@ -1,5 +1,5 @@
 import type { Clock } from "./clock.js";
-import type { CapacityAnswer, CapacityLease, CapacityRequest, LimitSpec, LimitStatus, LimitStore } from "./limits.js";
+import { ARRIVAL_BOUND_MS, type CapacityAnswer, type CapacityLease, type CapacityRequest, type LimitSpec, type LimitStatus, type LimitStore } from "./limits.js";
 
 /**
  * How often a job refused for concurrency asks again, ms. A lease freed on
@@ -10,6 +10,7 @@ export const CONCURRENCY_POLL_MS = 25;
 
 /** One charge of one attempt to one limit, kept while it is in the window. */
 interface Charge {
+  /** From when the window counts it: its grant + ARRIVAL_BOUND_MS, moved back to its attempt's end if sooner (limits.ts). */
   at: number;
   tokens: number;
   /** Left the window: settling it changes nothing that still counts. */
@@ -18,7 +19,11 @@ interface Charge {
 
 /** The counts of one limit key. */
 class Counts {
-  /** Charges in time order; `head` is the oldest still in the window. */
+  /**
+   * Charges in grant order; `head` is the oldest still held. Their `at` is
+   * only nearly in order (an end moves it back by up to ARRIVAL_BOUND_MS):
+   * pruning from the head then holds a charge a little longer, never shorter.
+   */
   charges: Charge[] = [];
   head = 0;
   tokens = 0;
@@ -44,13 +49,23 @@ class Counts {
     }
   }
 
-  /** When the oldest charges leave the window so that `need` more tokens fit, ms from now. */
+  /** The charges held, earliest `at` first: asked only on a refusal, to say when to ask again. */
+  private byTime(): Charge[] {
+    return this.charges.slice(this.head).sort((a, b) => a.at - b.at);
+  }
+
+  /** When enough charges leave the window that one more request fits under `limit`, ms from now. */
+  requestFreeIn(limit: number, now: number, windowMs: number): number {
+    const held = this.byTime();
+    return held[held.length - limit]!.at + windowMs - now + 1;
+  }
+
+  /** When enough charges leave the window that `need` more tokens fit, ms from now. */
   tokensFreeIn(need: number, limit: number, now: number, windowMs: number): number {
     let excess = this.tokens + need - limit;
-    const cs = this.charges;
-    for (let i = this.head; i < cs.length; i++) {
-      excess -= cs[i]!.tokens;
-      if (excess <= 0) return cs[i]!.at + windowMs - now + 1;
+    for (const c of this.byTime()) {
+      excess -= c.tokens;
+      if (excess <= 0) return c.at + windowMs - now + 1;
     }
     return windowMs;
   }
@@ -81,7 +96,7 @@ export class LocalLimitStore implements LimitStore {
       if (c.pausedUntil > now) return refusal(spec.key, "paused", c.pausedUntil - now);
       const rpm = this.share(spec.requestsPerMinute);
       if (rpm !== undefined && c.requests + 1 > rpm) {
-        return refusal(spec.key, "requests_per_minute", c.charges[c.head + c.requests - rpm]!.at + spec.windowMs - now + 1);
+        return refusal(spec.key, "requests_per_minute", c.requestFreeIn(rpm, now, spec.windowMs));
       }
       const tpm = this.share(spec.tokensPerMinute);
       if (tpm !== undefined && req.tokens > 0 && c.tokens + Math.min(req.tokens, tpm) > tpm) {
@@ -95,14 +110,14 @@ export class LocalLimitStore implements LimitStore {
       const c = this.countsOf(spec.key);
       const tpm = this.share(spec.tokensPerMinute);
       // A reservation larger than the whole window's budget could never fit: it takes the whole budget.
-      const charge: Charge = { at: now, tokens: tpm === undefined ? 0 : Math.min(req.tokens, tpm), gone: false };
+      const charge: Charge = { at: now + ARRIVAL_BOUND_MS, tokens: tpm === undefined ? 0 : Math.min(req.tokens, tpm), gone: false };
       c.charges.push(charge);
       c.tokens += charge.tokens;
       const concurrent = spec.maxConcurrency !== undefined;
       if (concurrent) c.running++;
       held.push({ c, charge, concurrent, tokensCounted: tpm !== undefined });
     }
-    return { granted: true, lease: new LocalLease(held) };
+    return { granted: true, lease: new LocalLease(held, this.clock) };
   }
 
   pause(key: string, forMs: number): void {
@@ -153,13 +168,19 @@ interface Held {
 }
 
 class LocalLease implements CapacityLease {
-  constructor(private held: Held[] | undefined) {}
+  constructor(
+    private held: Held[] | undefined,
+    private readonly clock: Clock,
+  ) {}
 
   release(tokensUsed?: number): void {
     const held = this.held;
     if (held === undefined) return;
     this.held = undefined;
+    const now = this.clock.now();
     for (const h of held) {
+      // Counted from its end, if that came before its arrival bound: the upstream had it by then.
+      if (h.charge.at > now) h.charge.at = now;
       if (h.concurrent) h.c.running--;
       // Settled in place: the charge keeps its time, and counts only while it is still in the window.
       if (tokensUsed !== undefined && h.tokensCounted && tokensUsed >= 0) {

@@ -45,9 +45,14 @@ describe("LocalLimitStore", () => {
     const clock = manualClock();
     const store = new LocalLimitStore(clock);
     const limits = [spec({ requestsPerMinute: 2 })];
-    expect(store.acquire({ limits, tokens: 0 }).granted).toBe(true);
+    const answered = () => {
+      const a = store.acquire({ limits, tokens: 0 });
+      if (a.granted) a.lease.release();
+      return a;
+    };
+    expect(answered().granted).toBe(true);
     clock.advance(300);
-    expect(store.acquire({ limits, tokens: 0 }).granted).toBe(true);
+    expect(answered().granted).toBe(true);
     const r = store.acquire({ limits, tokens: 0 });
     expect(r.granted).toBe(false);
     if (r.granted) return;
@@ -56,6 +61,25 @@ describe("LocalLimitStore", () => {
     clock.advance(r.retryInMs - 2);
     expect(store.acquire({ limits, tokens: 0 }).granted).toBe(false);
     clock.advance(2);
+    expect(store.acquire({ limits, tokens: 0 }).granted).toBe(true);
+  });
+
+  it("counts a charge until one window after its attempt ended, or after its arrival bound if it runs longer", () => {
+    const clock = manualClock();
+    const store = new LocalLimitStore(clock);
+    const limits = [spec({ requestsPerMinute: 1 })];
+    const a = store.acquire({ limits, tokens: 0 });
+    // A call that takes 400 ms: the upstream may have counted it any time up to its end.
+    clock.advance(400);
+    if (a.granted) a.lease.release();
+    clock.advance(1_000);
+    expect(store.acquire({ limits, tokens: 0 }).granted).toBe(false);
+    clock.advance(1);
+    const b = store.acquire({ limits, tokens: 0 });
+    expect(b.granted).toBe(true);
+    // A long call: counted until a window after its grant + the arrival bound, not its end.
+    clock.advance(5_000);
+    if (b.granted) b.lease.release();
     expect(store.acquire({ limits, tokens: 0 }).granted).toBe(true);
   });
 
