@@ -7,11 +7,14 @@ import { combineObservers, createDispatcher, type BackendOptions, type Dispatche
 import { createLogObserver } from "./telemetry/log-observer.js";
 import { parseTokens, startServer, type DispatcherServer } from "./server/index.js";
 import { sharedLimits } from "./cluster/limits.js";
+import type { ClusterSnapshot } from "./cluster/redis-health.js";
 import { sharedPins } from "./cluster/pins.js";
 
 export interface App {
   dispatcher: Dispatcher;
   server: DispatcherServer;
+  /** The shared store's health (cluster.redis_url); undefined when state lives in this process. */
+  cluster: (() => ClusterSnapshot) | undefined;
   close(): Promise<void>;
 }
 
@@ -68,6 +71,7 @@ export async function startApp(config: Config, hooks: AppHooks = {}): Promise<Ap
       accessLog: config.log.access && hooks.log !== undefined ? (e) => hooks.log!.info(e, `${e.method} ${e.code}`) : undefined,
       corsAllowedOrigins: config.server.corsAllowedOrigins,
       replicaId: config.cluster.replicaId,
+      cluster: limits?.store.health.snapshot,
     });
   } catch (e) {
     await dispatcher.close();
@@ -77,6 +81,7 @@ export async function startApp(config: Config, hooks: AppHooks = {}): Promise<Ap
   return {
     dispatcher,
     server,
+    cluster: limits?.store.health.snapshot,
     async close() {
       await server.close();
       await closeShared();

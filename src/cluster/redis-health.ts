@@ -1,5 +1,14 @@
 import { createSampleWindow } from "../core/index.js";
 
+/** The shared store's health as WorkerMetrics and Prometheus show it. */
+export interface ClusterSnapshot {
+  redisUp: boolean;
+  rttP50Ms: number;
+  rttP99Ms: number;
+  errors: number;
+  replicas: number;
+}
+
 /** How far back the round-trip percentiles look, ms. */
 const RTT_WINDOW_MS = 60_000;
 
@@ -26,6 +35,11 @@ export class RedisHealth {
     // Only the class of failure: ioredis messages can carry the address, which metrics consumers need not see.
     this.lastError = e instanceof Error ? e.name : "error";
   }
+
+  readonly snapshot = (): ClusterSnapshot => {
+    const [rttP50Ms, rttP99Ms] = this.rttPercentiles();
+    return { redisUp: this.up, rttP50Ms, rttP99Ms, errors: this.errors, replicas: this.replicas };
+  };
 
   /** Round-trip p50 and p99 over the last minute, ms (0 without samples). */
   rttPercentiles(): [number, number] {

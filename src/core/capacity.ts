@@ -1,7 +1,7 @@
 import type { Clock, TimerHandle } from "./clock.js";
 import { DispatchError } from "./errors.js";
 import type { Job } from "./job.js";
-import type { CapacityAnswer, LimitKind, LimitSpec, LimitStore } from "./limits.js";
+import type { CapacityAnswer, LimitKind, LimitSpec, LimitStatus, LimitStore } from "./limits.js";
 import type { Worker } from "./worker.js";
 
 /** A worker's limits (its own, then its backend's) and what its last refusal said. */
@@ -48,6 +48,16 @@ export class CapacityGate {
     private readonly store: LimitStore,
     private readonly owner: CapacityOwner,
   ) {}
+
+  /** A limit as the store last saw it; what metrics show. A store that throws shows the limit as unknown, not a crash. */
+  readonly status = (spec: LimitSpec): LimitStatus => {
+    try {
+      return this.store.status(spec);
+    } catch (e) {
+      this.owner.report(e, "limit store status");
+      return { key: spec.key, requestsLeft: undefined, tokensLeft: undefined, concurrencyLeft: undefined, pausedUntil: 0 };
+    }
+  };
 
   /** Asks for the head job `job` of `w`; "start" means it holds a lease and may start now. */
   ask(w: Worker<Job>, job: Job, now: number): Gate {

@@ -336,7 +336,7 @@ class DispatcherImpl implements Dispatcher {
   }
 
   snapshot(backends?: readonly string[]): WorkerSnapshot[] {
-    return snapshotBackends(this.entries, backends, this.life.clock.now());
+    return snapshotBackends(this.entries, backends, this.life.clock.now(), this.life.gate.status);
   }
 
   close(options: { graceMs?: number } = {}): Promise<void> {

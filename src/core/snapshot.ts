@@ -1,4 +1,5 @@
 import type { BackendEntry } from "./job.js";
+import type { LimitSpec, LimitStatus } from "./limits.js";
 import { loadOf, type WorkerState } from "./worker.js";
 
 /** One priority tier of a worker's queue. */
@@ -41,6 +42,8 @@ export interface WorkerSnapshot {
   tiers: TierSnapshot[];
   /** The tenants with most queued jobs (at most TOP_TENANTS), then OTHER_TENANTS. */
   tenants: { tenant: string; queued: number }[];
+  /** The worker's limits (its own, then its backend's), as the limit store last saw them; empty without limits. */
+  limits: LimitStatus[];
 }
 
 /** Samples older than this are left out of the percentiles of a snapshot. */
@@ -53,6 +56,7 @@ export function snapshotBackends(
   entries: ReadonlyMap<string, BackendEntry>,
   backends: readonly string[] | undefined,
   now: number,
+  limitStatus: (spec: LimitSpec) => LimitStatus,
 ): WorkerSnapshot[] {
   const since = now - PERCENTILE_WINDOW_MS;
   const out: WorkerSnapshot[] = [];
@@ -97,6 +101,7 @@ export function snapshotBackends(
           queueWaitP99Ms: w.tierWait[priority]!.percentiles([0.99], since)[0]!,
         })),
         tenants: topTenants(w.queue.tenantCounts()),
+        limits: w.limits === undefined ? [] : w.limits.specs.map(limitStatus),
       });
     }
   }

@@ -1,5 +1,5 @@
 import { create, fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
-import { ValueSchema, type Duration, type Value } from "@bufbuild/protobuf/wkt";
+import { timestampFromMs, ValueSchema, type Duration, type Value } from "@bufbuild/protobuf/wkt";
 import {
   SubmitResponseSchema,
   SubmitStreamResponseSchema,
@@ -87,6 +87,14 @@ export function workerMetricToProto(s: WorkerSnapshot): WorkerMetric {
       queueWaitP99: durationOf(t.queueWaitP99Ms),
     })),
     tenants: s.tenants.map((t) => ({ $typeName: "dispatcher.v1.TenantMetric" as const, tenant: t.tenant, queued: t.queued })),
+    limits: s.limits.map((l) => ({
+      $typeName: "dispatcher.v1.LimitMetric" as const,
+      key: l.key,
+      requestsLeft: l.requestsLeft === undefined ? undefined : BigInt(l.requestsLeft),
+      tokensLeft: l.tokensLeft === undefined ? undefined : BigInt(l.tokensLeft),
+      concurrencyLeft: l.concurrencyLeft === undefined ? undefined : BigInt(l.concurrencyLeft),
+      pausedUntil: l.pausedUntil > 0 ? timestampFromMs(l.pausedUntil) : undefined,
+    })),
   });
 }
 

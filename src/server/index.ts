@@ -8,6 +8,7 @@ import { dispatcherRoutes } from "./dispatcher-service.js";
 import { createHealthState, healthRoutes, type HealthState } from "./health.js";
 import { listenHttp2, type Http2Listener } from "./http2-server.js";
 import { defaultLimits, type Limits } from "./limits.js";
+import type { ClusterSnapshot } from "../cluster/redis-health.js";
 import { createMetricsHub, type MetricsHub } from "./metrics-hub.js";
 import { reflectionRoutes } from "./reflection.js";
 import { deadlineCeiling } from "./edge/deadline.js";
@@ -49,6 +50,8 @@ export interface ServerOptions {
   corsAllowedOrigins?: readonly string[];
   /** Sent as the `dispatcher-replica` response header of Submit and SubmitStream. Default: none, no header. */
   replicaId?: string;
+  /** The shared store's health for WorkerMetrics (cluster.redis_url); none when state lives in this process. */
+  cluster?: () => ClusterSnapshot;
 }
 
 export interface DispatcherServer {
@@ -68,7 +71,7 @@ export interface DispatcherServer {
 
 export async function startServer(o: ServerOptions): Promise<DispatcherServer> {
   const limits: Limits = { ...defaultLimits, ...o.limits };
-  const hub = createMetricsHub(() => o.dispatcher.snapshot());
+  const hub = createMetricsHub(() => o.dispatcher.snapshot(), o.cluster);
   const health = createHealthState([DispatcherService.typeName]);
   const interceptors = [...(o.interceptors ?? [])];
   // After the caller's interceptors, so telemetry also sees refused calls.

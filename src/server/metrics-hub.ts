@@ -2,12 +2,15 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
+  ClusterMetricSchema,
   WorkerMetricsResponseSchema,
+  type ClusterMetric,
   type WorkerMetric,
   type WorkerMetricsResponse,
 } from "../../gen/dispatcher/v1/dispatcher_pb.js";
+import type { ClusterSnapshot } from "../cluster/redis-health.js";
 import type { WorkerSnapshot } from "../core/index.js";
-import { workerMetricToProto } from "./convert.js";
+import { durationOf, workerMetricToProto } from "./convert.js";
 
 /**
  * Fans metrics out to WorkerMetrics streams. One timer and one snapshot per
@@ -51,6 +54,7 @@ export interface FrameSink {
 interface Tick {
   time: ReturnType<typeof timestampNow>;
   workers: WorkerMetric[];
+  cluster: ClusterMetric | undefined;
   byFilter: Map<string, Shared>;
 }
 
@@ -144,7 +148,7 @@ function sharedFor(tick: Tick, filter: ReadonlySet<string> | undefined, key: str
   let s = tick.byFilter.get(key);
   if (s === undefined) {
     const workers = filter === undefined ? tick.workers : tick.workers.filter((w) => filter.has(w.backend));
-    s = { message: create(WorkerMetricsResponseSchema, { time: tick.time, workers }), frame: undefined };
+    s = { message: create(WorkerMetricsResponseSchema, { time: tick.time, workers, cluster: tick.cluster }), frame: undefined };
     tick.byFilter.set(key, s);
   }
   return s;
@@ -168,10 +172,19 @@ class Hub implements MetricsHub {
   private closed = false;
   subscribers = 0;
 
-  constructor(private readonly snapshot: () => WorkerSnapshot[]) {}
+  constructor(
+    private readonly snapshot: () => WorkerSnapshot[],
+    private readonly cluster: (() => ClusterSnapshot) | undefined,
+  ) {}
 
   private take(): Tick {
-    return { time: timestampNow(), workers: this.snapshot().map(workerMetricToProto), byFilter: new Map() };
+    const c = this.cluster?.();
+    return {
+      time: timestampNow(),
+      workers: this.snapshot().map(workerMetricToProto),
+      cluster: c === undefined ? undefined : clusterMetricToProto(c),
+      byFilter: new Map(),
+    };
   }
 
   current(filter: ReadonlySet<string> | undefined): WorkerMetricsResponse {
@@ -237,6 +250,16 @@ function shutdownError(): ConnectError {
   return new ConnectError("the server is shutting down; reconnect to another instance", Code.Unavailable);
 }
 
-export function createMetricsHub(snapshot: () => WorkerSnapshot[]): MetricsHub {
-  return new Hub(snapshot);
+export function createMetricsHub(snapshot: () => WorkerSnapshot[], cluster?: () => ClusterSnapshot): MetricsHub {
+  return new Hub(snapshot, cluster);
+}
+
+function clusterMetricToProto(c: ClusterSnapshot): ClusterMetric {
+  return create(ClusterMetricSchema, {
+    redisUp: c.redisUp,
+    redisRttP50: durationOf(c.rttP50Ms),
+    redisRttP99: durationOf(c.rttP99Ms),
+    redisErrors: BigInt(c.errors),
+    replicas: c.replicas,
+  });
 }

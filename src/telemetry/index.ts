@@ -11,6 +11,7 @@ import { JobMetrics } from "./job-metrics.js";
 import { createJobObserver } from "./job-observer.js";
 import { SCOPE } from "./names.js";
 import { listenPrometheus, type ScrapeEndpoint } from "./prometheus.js";
+import { observeState, type StateSource } from "./state-metrics.js";
 import { createRpcInterceptor } from "./rpc-interceptor.js";
 
 export interface TelemetryOptions {
@@ -37,6 +38,8 @@ export interface Telemetry {
   interceptors: Interceptor[];
   /** The bound port of the scrape endpoint, when enabled. */
   prometheusPort: number | undefined;
+  /** Adds the gauges read from the running service's state (limits, Redis); a no-op without metrics. */
+  observeState(source: StateSource): void;
   /** Flushes spans, stops the SDK and the scrape endpoint. Idempotent. */
   shutdown(): Promise<void>;
 }
@@ -82,7 +85,7 @@ export async function startTelemetry(options: TelemetryOptions = {}): Promise<Te
   const tracing = !sdkDisabled(o.env) && (o.spanProcessors !== undefined ? o.spanProcessors.length > 0 : tracesRequested(o.env));
   const metering = !sdkDisabled(o.env) && o.prometheusPort !== undefined;
   if (!tracing && !metering) {
-    return { observer: {}, interceptors: [], prometheusPort: undefined, shutdown: () => Promise.resolve() };
+    return { observer: {}, interceptors: [], prometheusPort: undefined, observeState: () => undefined, shutdown: () => Promise.resolve() };
   }
   if (live) throw new Error("startTelemetry: telemetry is already running in this process; shut it down first");
   live = true;
@@ -118,6 +121,9 @@ export async function startTelemetry(options: TelemetryOptions = {}): Promise<Te
     observer,
     interceptors: interceptor === undefined ? [] : [interceptor],
     prometheusPort: scrape?.port,
+    observeState(source) {
+      if (meter !== undefined) observeState(meter, source);
+    },
     shutdown() {
       stopping ??= (async () => {
         try {

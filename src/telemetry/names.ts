@@ -68,3 +68,16 @@ export const DURATION_BUCKETS_S = [
  * DATA_LOSS); the others are the client's doing and leave the status unset.
  */
 export const SERVER_ERROR_CODES: ReadonlySet<number> = new Set([2, 4, 12, 13, 14, 15]);
+
+/** Limits (docs/limits.md): what is left of each, labelled by its key; a paused limit is 1 until its pause ends. */
+export const ATTR_LIMIT = "dispatcher.limit";
+export const METRIC_LIMIT_REQUESTS_LEFT = "dispatcher.limit.requests.remaining";
+export const METRIC_LIMIT_TOKENS_LEFT = "dispatcher.limit.tokens.remaining";
+export const METRIC_LIMIT_CONCURRENCY_LEFT = "dispatcher.limit.concurrency.remaining";
+export const METRIC_LIMIT_PAUSED = "dispatcher.limit.paused";
+/** The shared store (cluster.redis_url): up (1/0), round trip p50/p99 in seconds, failed commands, live replicas. */
+export const METRIC_REDIS_UP = "dispatcher.redis.up";
+export const METRIC_REDIS_RTT = "dispatcher.redis.rtt";
+export const METRIC_REDIS_ERRORS = "dispatcher.redis.errors";
+export const METRIC_REPLICAS = "dispatcher.cluster.replicas";
+export const ATTR_QUANTILE = "quantile";

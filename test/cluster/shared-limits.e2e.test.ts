@@ -110,4 +110,25 @@ describe.skipIf(missing !== undefined)("requests_per_minute shared by 3 replicas
     expect(mostConcurrent).toBeLessThanOrEqual(4);
     expect(mostConcurrent).toBe(4);
   }, 60_000);
+
+  it("WorkerMetrics shows each limit's budget and the Redis health", async () => {
+    const ac = new AbortController();
+    let first;
+    // The store refreshes its view about once a second: read until the leases of the last test show as freed.
+    for await (const m of clients[0]!.workerMetrics({ backends: ["api", "slow"], interval: { seconds: 0n, nanos: 100_000_000 } }, { signal: ac.signal, timeoutMs: 10_000 })) {
+      first = m;
+      if (m.workers.find((w) => w.backend === "slow")?.limits[0]?.concurrencyLeft === 4n) break;
+    }
+    ac.abort();
+    const api = first!.workers.find((w) => w.backend === "api")!;
+    expect(api.limits.map((l) => l.key)).toEqual(["backend:api"]);
+    expect(api.limits[0]!.requestsLeft).toBeLessThanOrEqual(BigInt(L));
+    expect(api.limits[0]!.tokensLeft).toBeUndefined();
+    const slowW = first!.workers.find((w) => w.backend === "slow")!;
+    expect(slowW.limits.map((l) => l.key)).toEqual(["backend:slow"]);
+    expect(slowW.limits[0]!.concurrencyLeft).toBe(4n);
+    expect(first!.cluster?.redisUp).toBe(true);
+    expect(first!.cluster?.replicas).toBe(3);
+    expect(Number(first!.cluster?.redisRttP99?.nanos ?? 0) + Number(first!.cluster?.redisRttP99?.seconds ?? 0n) * 1e9).toBeGreaterThan(0);
+  });
 });

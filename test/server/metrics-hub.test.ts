@@ -32,6 +32,7 @@ function worker(backend: string, index: number): WorkerSnapshot {
     ttftP99Ms: 0,
     tiers: [],
     tenants: [],
+    limits: [],
   } satisfies WorkerSnapshot;
 }
 

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file dispatcher/v1/dispatcher.proto.
  */
 export const file_dispatcher_v1_dispatcher: GenFile = /*@__PURE__*/
-  fileDesc("Ch5kaXNwYXRjaGVyL3YxL2Rpc3BhdGNoZXIucHJvdG8SDWRpc3BhdGNoZXIudjEipwIKDVN1Ym1pdFJlcXVlc3QSDwoHYmFja2VuZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEiYKBGpzb24YAyABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYBCABKAxIABI8CghtZXRhZGF0YRgFIAMoCzIqLmRpc3BhdGNoZXIudjEuU3VibWl0UmVxdWVzdC5NZXRhZGF0YUVudHJ5Ei0KCHByaW9yaXR5GAYgASgLMhsuZ29vZ2xlLnByb3RvYnVmLkludDMyVmFsdWUSDgoGdGVuYW50GAcgASgJGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIJCgdwYXlsb2FkIu8CCg5TdWJtaXRSZXNwb25zZRImCgRqc29uGAEgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAIgASgMSAASEQoJd29ya2VyX2lkGAMgASgJEhQKDGFmZmluaXR5X2hpdBgEIAEoCBItCgpxdWV1ZV93YWl0GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCWV4ZWN1dGlvbhgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI9CghtZXRhZGF0YRgHIAMoCzIrLmRpc3BhdGNoZXIudjEuU3VibWl0UmVzcG9uc2UuTWV0YWRhdGFFbnRyeRIQCghhZmZpbml0eRgIIAEoCRIQCghhdHRlbXB0cxgJIAEoDRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCQoHcGF5bG9hZCKWAQoUU3VibWl0U3RyZWFtUmVzcG9uc2USKQoHc3RhcnRlZBgBIAEoCzIWLmRpc3BhdGNoZXIudjEuU3RhcnRlZEgAEiUKBWNodW5rGAIgASgLMhQuZGlzcGF0Y2hlci52MS5DaHVua0gAEiMKBGRvbmUYAyABKAsyEy5kaXNwYXRjaGVyLnYxLkRvbmVIAEIHCgVldmVudCJuCgdTdGFydGVkEhEKCXdvcmtlcl9pZBgBIAEoCRIQCghhZmZpbml0eRgCIAEoCRItCgpxdWV1ZV93YWl0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg8KB2F0dGVtcHQYBCABKA0iwQEKBUNodW5rEiYKBGpzb24YASABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYAiABKAxIABIMCgR0ZXh0GAMgASgJEjQKCG1ldGFkYXRhGAQgAygLMiIuZGlzcGF0Y2hlci52MS5DaHVuay5NZXRhZGF0YUVudHJ5Gi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIJCgdwYXlsb2FkIvQBCgREb25lEiwKCWV4ZWN1dGlvbhgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI2ChN0aW1lX3RvX2ZpcnN0X2NodW5rGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhAKCGF0dGVtcHRzGAMgASgNEjMKCG1ldGFkYXRhGAQgAygLMiEuZGlzcGF0Y2hlci52MS5Eb25lLk1ldGFkYXRhRW50cnkSDgoGY2h1bmtzGAUgASgNGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJVChRXb3JrZXJNZXRyaWNzUmVxdWVzdBIQCghiYWNrZW5kcxgBIAMoCRIrCghpbnRlcnZhbBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJvChVXb3JrZXJNZXRyaWNzUmVzcG9uc2USKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoHd29ya2VycxgCIAMoCzIbLmRpc3BhdGNoZXIudjEuV29ya2VyTWV0cmljIuUFCgxXb3JrZXJNZXRyaWMSEQoJd29ya2VyX2lkGAEgASgJEg8KB2JhY2tlbmQYAiABKAkSEAoIaW5mbGlnaHQYAyABKA0SEQoJcXVldWVfbGVuGAQgASgNEhYKDnF1ZXVlX2NhcGFjaXR5GAUgASgNEhcKD21heF9jb25jdXJyZW5jeRgGIAEoDRIRCgljb21wbGV0ZWQYByABKAQSDgoGZXJyb3JzGAggASgEEhAKCHJlamVjdGVkGAkgASgEEhAKCHNlc3Npb25zGAogASgEEikKBXN0YXRlGAsgASgOMhouZGlzcGF0Y2hlci52MS5Xb3JrZXJTdGF0ZRIxCg5xdWV1ZV93YWl0X3A1MBgMIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIxCg5xdWV1ZV93YWl0X3A5ORgNIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIwCg1leGVjdXRpb25fcDUwGA4gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjAKDWV4ZWN1dGlvbl9wOTkYDyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEQoJY2FuY2VsbGVkGBAgASgEEhAKCGVuZHBvaW50GBEgASgJEgwKBGxvYWQYEiABKAESEQoJZWplY3Rpb25zGBMgASgEEhEKCWRpc3BsYWNlZBgUIAEoBBIUCgxvcGVuX3N0cmVhbXMYFSABKA0SKwoIdHRmdF9wNTAYFiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKwoIdHRmdF9wOTkYFyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKAoFdGllcnMYGCADKAsyGS5kaXNwYXRjaGVyLnYxLlRpZXJNZXRyaWMSLAoHdGVuYW50cxgZIAMoCzIbLmRpc3BhdGNoZXIudjEuVGVuYW50TWV0cmljIoYBCgpUaWVyTWV0cmljEhAKCHByaW9yaXR5GAEgASgNEg4KBnF1ZXVlZBgCIAEoDRIQCghyZWplY3RlZBgDIAEoBBIRCglkaXNwbGFjZWQYBCABKAQSMQoOcXVldWVfd2FpdF9wOTkYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iLgoMVGVuYW50TWV0cmljEg4KBnRlbmFudBgBIAEoCRIOCgZxdWV1ZWQYAiABKA0qegoLV29ya2VyU3RhdGUSHAoYV09SS0VSX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUV09SS0VSX1NUQVRFX1NFUlZJTkcQARIYChRXT1JLRVJfU1RBVEVfRUpFQ1RFRBACEhkKFVdPUktFUl9TVEFURV9EUkFJTklORxADMo0CChFEaXNwYXRjaGVyU2VydmljZRJFCgZTdWJtaXQSHC5kaXNwYXRjaGVyLnYxLlN1Ym1pdFJlcXVlc3QaHS5kaXNwYXRjaGVyLnYxLlN1Ym1pdFJlc3BvbnNlElwKDVdvcmtlck1ldHJpY3MSIy5kaXNwYXRjaGVyLnYxLldvcmtlck1ldHJpY3NSZXF1ZXN0GiQuZGlzcGF0Y2hlci52MS5Xb3JrZXJNZXRyaWNzUmVzcG9uc2UwARJTCgxTdWJtaXRTdHJlYW0SHC5kaXNwYXRjaGVyLnYxLlN1Ym1pdFJlcXVlc3QaIy5kaXNwYXRjaGVyLnYxLlN1Ym1pdFN0cmVhbVJlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_google_protobuf_wrappers]);
+  fileDesc("Ch5kaXNwYXRjaGVyL3YxL2Rpc3BhdGNoZXIucHJvdG8SDWRpc3BhdGNoZXIudjEipwIKDVN1Ym1pdFJlcXVlc3QSDwoHYmFja2VuZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEiYKBGpzb24YAyABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYBCABKAxIABI8CghtZXRhZGF0YRgFIAMoCzIqLmRpc3BhdGNoZXIudjEuU3VibWl0UmVxdWVzdC5NZXRhZGF0YUVudHJ5Ei0KCHByaW9yaXR5GAYgASgLMhsuZ29vZ2xlLnByb3RvYnVmLkludDMyVmFsdWUSDgoGdGVuYW50GAcgASgJGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIJCgdwYXlsb2FkIu8CCg5TdWJtaXRSZXNwb25zZRImCgRqc29uGAEgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAIgASgMSAASEQoJd29ya2VyX2lkGAMgASgJEhQKDGFmZmluaXR5X2hpdBgEIAEoCBItCgpxdWV1ZV93YWl0GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCWV4ZWN1dGlvbhgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI9CghtZXRhZGF0YRgHIAMoCzIrLmRpc3BhdGNoZXIudjEuU3VibWl0UmVzcG9uc2UuTWV0YWRhdGFFbnRyeRIQCghhZmZpbml0eRgIIAEoCRIQCghhdHRlbXB0cxgJIAEoDRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCQoHcGF5bG9hZCKWAQoUU3VibWl0U3RyZWFtUmVzcG9uc2USKQoHc3RhcnRlZBgBIAEoCzIWLmRpc3BhdGNoZXIudjEuU3RhcnRlZEgAEiUKBWNodW5rGAIgASgLMhQuZGlzcGF0Y2hlci52MS5DaHVua0gAEiMKBGRvbmUYAyABKAsyEy5kaXNwYXRjaGVyLnYxLkRvbmVIAEIHCgVldmVudCJuCgdTdGFydGVkEhEKCXdvcmtlcl9pZBgBIAEoCRIQCghhZmZpbml0eRgCIAEoCRItCgpxdWV1ZV93YWl0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg8KB2F0dGVtcHQYBCABKA0iwQEKBUNodW5rEiYKBGpzb24YASABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYAiABKAxIABIMCgR0ZXh0GAMgASgJEjQKCG1ldGFkYXRhGAQgAygLMiIuZGlzcGF0Y2hlci52MS5DaHVuay5NZXRhZGF0YUVudHJ5Gi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIJCgdwYXlsb2FkIvQBCgREb25lEiwKCWV4ZWN1dGlvbhgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI2ChN0aW1lX3RvX2ZpcnN0X2NodW5rGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhAKCGF0dGVtcHRzGAMgASgNEjMKCG1ldGFkYXRhGAQgAygLMiEuZGlzcGF0Y2hlci52MS5Eb25lLk1ldGFkYXRhRW50cnkSDgoGY2h1bmtzGAUgASgNGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJVChRXb3JrZXJNZXRyaWNzUmVxdWVzdBIQCghiYWNrZW5kcxgBIAMoCRIrCghpbnRlcnZhbBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKeAQoVV29ya2VyTWV0cmljc1Jlc3BvbnNlEigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKB3dvcmtlcnMYAiADKAsyGy5kaXNwYXRjaGVyLnYxLldvcmtlck1ldHJpYxItCgdjbHVzdGVyGAMgASgLMhwuZGlzcGF0Y2hlci52MS5DbHVzdGVyTWV0cmljIpEGCgxXb3JrZXJNZXRyaWMSEQoJd29ya2VyX2lkGAEgASgJEg8KB2JhY2tlbmQYAiABKAkSEAoIaW5mbGlnaHQYAyABKA0SEQoJcXVldWVfbGVuGAQgASgNEhYKDnF1ZXVlX2NhcGFjaXR5GAUgASgNEhcKD21heF9jb25jdXJyZW5jeRgGIAEoDRIRCgljb21wbGV0ZWQYByABKAQSDgoGZXJyb3JzGAggASgEEhAKCHJlamVjdGVkGAkgASgEEhAKCHNlc3Npb25zGAogASgEEikKBXN0YXRlGAsgASgOMhouZGlzcGF0Y2hlci52MS5Xb3JrZXJTdGF0ZRIxCg5xdWV1ZV93YWl0X3A1MBgMIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIxCg5xdWV1ZV93YWl0X3A5ORgNIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIwCg1leGVjdXRpb25fcDUwGA4gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjAKDWV4ZWN1dGlvbl9wOTkYDyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEQoJY2FuY2VsbGVkGBAgASgEEhAKCGVuZHBvaW50GBEgASgJEgwKBGxvYWQYEiABKAESEQoJZWplY3Rpb25zGBMgASgEEhEKCWRpc3BsYWNlZBgUIAEoBBIUCgxvcGVuX3N0cmVhbXMYFSABKA0SKwoIdHRmdF9wNTAYFiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKwoIdHRmdF9wOTkYFyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKAoFdGllcnMYGCADKAsyGS5kaXNwYXRjaGVyLnYxLlRpZXJNZXRyaWMSLAoHdGVuYW50cxgZIAMoCzIbLmRpc3BhdGNoZXIudjEuVGVuYW50TWV0cmljEioKBmxpbWl0cxgaIAMoCzIaLmRpc3BhdGNoZXIudjEuTGltaXRNZXRyaWMi7AEKC0xpbWl0TWV0cmljEgsKA2tleRgBIAEoCRIzCg1yZXF1ZXN0c19sZWZ0GAIgASgLMhwuZ29vZ2xlLnByb3RvYnVmLlVJbnQ2NFZhbHVlEjEKC3Rva2Vuc19sZWZ0GAMgASgLMhwuZ29vZ2xlLnByb3RvYnVmLlVJbnQ2NFZhbHVlEjYKEGNvbmN1cnJlbmN5X2xlZnQYBCABKAsyHC5nb29nbGUucHJvdG9idWYuVUludDY0VmFsdWUSMAoMcGF1c2VkX3VudGlsGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKtAQoNQ2x1c3Rlck1ldHJpYxIQCghyZWRpc191cBgBIAEoCBIwCg1yZWRpc19ydHRfcDUwGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjAKDXJlZGlzX3J0dF9wOTkYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMcmVkaXNfZXJyb3JzGAQgASgEEhAKCHJlcGxpY2FzGAUgASgNIoYBCgpUaWVyTWV0cmljEhAKCHByaW9yaXR5GAEgASgNEg4KBnF1ZXVlZBgCIAEoDRIQCghyZWplY3RlZBgDIAEoBBIRCglkaXNwbGFjZWQYBCABKAQSMQoOcXVldWVfd2FpdF9wOTkYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iLgoMVGVuYW50TWV0cmljEg4KBnRlbmFudBgBIAEoCRIOCgZxdWV1ZWQYAiABKA0qegoLV29ya2VyU3RhdGUSHAoYV09SS0VSX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUV09SS0VSX1NUQVRFX1NFUlZJTkcQARIYChRXT1JLRVJfU1RBVEVfRUpFQ1RFRBACEhkKFVdPUktFUl9TVEFURV9EUkFJTklORxADMo0CChFEaXNwYXRjaGVyU2VydmljZRJFCgZTdWJtaXQSHC5kaXNwYXRjaGVyLnYxLlN1Ym1pdFJlcXVlc3QaHS5kaXNwYXRjaGVyLnYxLlN1Ym1pdFJlc3BvbnNlElwKDVdvcmtlck1ldHJpY3MSIy5kaXNwYXRjaGVyLnYxLldvcmtlck1ldHJpY3NSZXF1ZXN0GiQuZGlzcGF0Y2hlci52MS5Xb3JrZXJNZXRyaWNzUmVzcG9uc2UwARJTCgxTdWJtaXRTdHJlYW0SHC5kaXNwYXRjaGVyLnYxLlN1Ym1pdFJlcXVlc3QaIy5kaXNwYXRjaGVyLnYxLlN1Ym1pdFN0cmVhbVJlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_google_protobuf_wrappers]);
 
 /**
  * SubmitRequest is one job.
@@ -389,6 +389,13 @@ export type WorkerMetricsResponse = Message<"dispatcher.v1.WorkerMetricsResponse
    * @generated from field: repeated dispatcher.v1.WorkerMetric workers = 2;
    */
   workers: WorkerMetric[];
+
+  /**
+   * Redis health where replicas share state through it.
+   *
+   * @generated from field: dispatcher.v1.ClusterMetric cluster = 3;
+   */
+  cluster?: ClusterMetric | undefined;
 };
 
 /**
@@ -577,6 +584,13 @@ export type WorkerMetric = Message<"dispatcher.v1.WorkerMetric"> & {
    * @generated from field: repeated dispatcher.v1.TenantMetric tenants = 25;
    */
   tenants: TenantMetric[];
+
+  /**
+   * The worker's rate and concurrency limits (its own first, then its backend's); empty without limits.
+   *
+   * @generated from field: repeated dispatcher.v1.LimitMetric limits = 26;
+   */
+  limits: LimitMetric[];
 };
 
 /**
@@ -585,6 +599,99 @@ export type WorkerMetric = Message<"dispatcher.v1.WorkerMetric"> & {
  */
 export const WorkerMetricSchema: GenMessage<WorkerMetric> = /*@__PURE__*/
   messageDesc(file_dispatcher_v1_dispatcher, 8);
+
+/**
+ * What one limit has left (docs/limits.md). Wrappers, not proto3 `optional`, so that protoc
+ * before 3.15 (as Debian's grpc tools ship) reads the file: an unset wrapper is an unset limit.
+ *
+ * @generated from message dispatcher.v1.LimitMetric
+ */
+export type LimitMetric = Message<"dispatcher.v1.LimitMetric"> & {
+  /**
+   * "worker:<worker id>" or "backend:<backend name>": the same on every replica.
+   *
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * Requests and tokens left in the current sliding window, leases left cluster-wide.
+   *
+   * @generated from field: google.protobuf.UInt64Value requests_left = 2;
+   */
+  requestsLeft?: bigint | undefined;
+
+  /**
+   * @generated from field: google.protobuf.UInt64Value tokens_left = 3;
+   */
+  tokensLeft?: bigint | undefined;
+
+  /**
+   * @generated from field: google.protobuf.UInt64Value concurrency_left = 4;
+   */
+  concurrencyLeft?: bigint | undefined;
+
+  /**
+   * Set while an upstream 429 pauses the limit: until when.
+   *
+   * @generated from field: google.protobuf.Timestamp paused_until = 5;
+   */
+  pausedUntil?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message dispatcher.v1.LimitMetric.
+ * Use `create(LimitMetricSchema)` to create a new message.
+ */
+export const LimitMetricSchema: GenMessage<LimitMetric> = /*@__PURE__*/
+  messageDesc(file_dispatcher_v1_dispatcher, 9);
+
+/**
+ * The shared store's health (cluster.redis_url); absent when state lives in this process.
+ *
+ * @generated from message dispatcher.v1.ClusterMetric
+ */
+export type ClusterMetric = Message<"dispatcher.v1.ClusterMetric"> & {
+  /**
+   * Whether Redis answers; while it does not, limits follow cluster.on_redis_down.
+   *
+   * @generated from field: bool redis_up = 1;
+   */
+  redisUp: boolean;
+
+  /**
+   * Round trips of the service's own Redis commands over the last minute.
+   *
+   * @generated from field: google.protobuf.Duration redis_rtt_p50 = 2;
+   */
+  redisRttP50?: Duration | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Duration redis_rtt_p99 = 3;
+   */
+  redisRttP99?: Duration | undefined;
+
+  /**
+   * Redis commands that failed or timed out since the start.
+   *
+   * @generated from field: uint64 redis_errors = 4;
+   */
+  redisErrors: bigint;
+
+  /**
+   * Replicas whose heartbeat in Redis is fresh, this one included.
+   *
+   * @generated from field: uint32 replicas = 5;
+   */
+  replicas: number;
+};
+
+/**
+ * Describes the message dispatcher.v1.ClusterMetric.
+ * Use `create(ClusterMetricSchema)` to create a new message.
+ */
+export const ClusterMetricSchema: GenMessage<ClusterMetric> = /*@__PURE__*/
+  messageDesc(file_dispatcher_v1_dispatcher, 10);
 
 /**
  * One priority tier of a worker's queue.
@@ -623,7 +730,7 @@ export type TierMetric = Message<"dispatcher.v1.TierMetric"> & {
  * Use `create(TierMetricSchema)` to create a new message.
  */
 export const TierMetricSchema: GenMessage<TierMetric> = /*@__PURE__*/
-  messageDesc(file_dispatcher_v1_dispatcher, 9);
+  messageDesc(file_dispatcher_v1_dispatcher, 11);
 
 /**
  * One tenant's queued jobs on a worker.
@@ -647,7 +754,7 @@ export type TenantMetric = Message<"dispatcher.v1.TenantMetric"> & {
  * Use `create(TenantMetricSchema)` to create a new message.
  */
 export const TenantMetricSchema: GenMessage<TenantMetric> = /*@__PURE__*/
-  messageDesc(file_dispatcher_v1_dispatcher, 10);
+  messageDesc(file_dispatcher_v1_dispatcher, 12);
 
 /**
  * WorkerState is whether a worker takes new jobs.
