@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick] [-- --suite e2e,core,metrics,scheduling,edge,attacks,replicas]`: runs
+// `npm run bench [-- --quick] [-- --suite e2e,core,metrics,scheduling,edge,attacks,replicas,limits]`: runs
 // the suites in order, prints each table, writes JSON to bench/results/.
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -12,6 +12,7 @@ import { metricsSuite } from "./suites/metrics.js";
 import { schedulingSuite } from "./suites/scheduling.js";
 import { streamSuite } from "./suites/stream.js";
 import { replicasSuite } from "./suites/replicas.js";
+import { limitsSuite } from "./suites/limits.js";
 
 const suites: Record<string, (ctx: BenchContext) => Promise<unknown>> = {
   e2e: e2eSuite,
@@ -23,6 +24,7 @@ const suites: Record<string, (ctx: BenchContext) => Promise<unknown>> = {
   edge: edgeSuite,
   attacks: attacksSuite,
   replicas: replicasSuite,
+  limits: limitsSuite,
 };
 
 const usage = `usage: node --expose-gc dist/bench/run.js [--quick | --smoke] [--suite NAMES] [--out DIR]

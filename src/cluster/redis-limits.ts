@@ -188,6 +188,7 @@ export class RedisLimitStore implements LimitStore {
     const set = `${this.o.keyPrefix}replicas`;
     try {
       const now = Date.now();
+      const started = performance.now();
       const [, , count] = (await this.r
         .multi()
         .zadd(set, now + 3 * HEARTBEAT_EVERY_MS, this.o.replicaId)
@@ -197,6 +198,7 @@ export class RedisLimitStore implements LimitStore {
         if (err) throw err;
         return v;
       }) as [unknown, unknown, number];
+      this.health.ok(performance.now() - started);
       this.health.replicas = count;
     } catch (e) {
       this.wentDown(e);
