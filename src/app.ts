@@ -3,16 +3,20 @@ import type { Interceptor } from "@connectrpc/connect";
 import type { BackendLog } from "./backends/log.js";
 import { createBackend } from "./backends/registry.js";
 import type { AuthConfig, Config, TlsConfig } from "./config.js";
-import { combineObservers, createDispatcher, type BackendOptions, type Dispatcher, type DispatchObserver } from "./core/index.js";
+import { combineObservers, createDispatcher, type BackendOptions, type Dispatcher, type DispatchObserver, type JobStore } from "./core/index.js";
 import { createLogObserver } from "./telemetry/log-observer.js";
 import { parseTokens, startServer, type DispatcherServer } from "./server/index.js";
 import { sharedLimits } from "./cluster/limits.js";
+import { JobRunner } from "./jobs/runner.js";
+import { jobStoreFor } from "./jobs/store.js";
 import type { ClusterSnapshot } from "./cluster/redis-health.js";
 import { sharedPins } from "./cluster/pins.js";
 
 export interface App {
   dispatcher: Dispatcher;
   server: DispatcherServer;
+  /** Where background jobs are kept. */
+  jobs: JobStore;
   /** The shared store's health (cluster.redis_url); undefined when state lives in this process. */
   cluster: (() => ClusterSnapshot) | undefined;
   close(): Promise<void>;
@@ -35,7 +39,16 @@ export async function startApp(config: Config, hooks: AppHooks = {}): Promise<Ap
   const backends = await backendOptions(config, hooks.env ?? process.env, hooks.log);
   // Each on its own connection, waited for together: a start with Redis down waits once, not twice.
   const [pins, limits] = await Promise.all([sharedPins(config.cluster, hooks.log), sharedLimits(config.cluster, hooks.log)]);
+  let jobStore: JobStore;
+  try {
+    jobStore = await jobStoreFor(config.cluster, config.jobs, hooks.log);
+  } catch (e) {
+    await pins?.close();
+    await limits?.close();
+    throw e;
+  }
   const closeShared = async () => {
+    await jobStore.close();
     await pins?.close();
     await limits?.close();
   };
@@ -71,6 +84,7 @@ export async function startApp(config: Config, hooks: AppHooks = {}): Promise<Ap
       accessLog: config.log.access && hooks.log !== undefined ? (e) => hooks.log!.info(e, `${e.method} ${e.code}`) : undefined,
       corsAllowedOrigins: config.server.corsAllowedOrigins,
       replicaId: config.cluster.replicaId,
+      jobs: { store: jobStore, settings: { maxQueued: config.jobs.maxQueued, defaultTimeoutMs: config.jobs.defaultTimeoutMs, maxTimeoutMs: config.jobs.maxTimeoutMs } },
       cluster: limits?.store.health.snapshot,
     });
   } catch (e) {
@@ -78,13 +92,30 @@ export async function startApp(config: Config, hooks: AppHooks = {}): Promise<Ap
     await closeShared();
     throw e;
   }
+  const runner = new JobRunner({
+    store: jobStore,
+    dispatcher,
+    maxRunning: config.jobs.maxRunning,
+    maxResultBytes: config.jobs.maxResultBytes,
+    // Renewals also carry cancels to running jobs: at least once a second, however long the claim timeout.
+    keepAliveMs: Math.max(100, Math.min(1_000, Math.floor(config.jobs.claimTimeoutMs / 3))),
+    log: hooks.log,
+  });
+  let closing: Promise<void> | undefined;
   return {
     dispatcher,
     server,
     cluster: limits?.store.health.snapshot,
-    async close() {
-      await server.close();
-      await closeShared();
+    jobs: jobStore,
+    close() {
+      closing ??= (async () => {
+        // No new background jobs are taken; those running finish within the drain, or are left to another replica.
+        runner.stop();
+        await server.close();
+        await runner.closed();
+        await closeShared();
+      })();
+      return closing;
     },
   };
 }

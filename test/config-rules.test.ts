@@ -58,7 +58,7 @@ describe("config errors", () => {
     const e = errorsOf({ backends: [{ name: "a", kind: "echo", workerz: 2, max_concurency: 4 }], serverr: {} });
     expect(e).toContain("backends[0].workerz: unknown key; known: name, kind, workers, endpoints, max_concurrency, queue_capacity, timeout, policy, affinity, retry, outlier, idempotent, expose_upstream_errors, ttft_timeout, stall_timeout, limits, scheduling, options (got 2)");
     expect(e.some((l) => l.startsWith("backends[0].max_concurency: unknown key; known: name, kind,"))).toBe(true);
-    expect(e).toContain("serverr: unknown key; known: server, backends, telemetry, log, dashboard, cluster (got {})");
+    expect(e).toContain("serverr: unknown key; known: server, backends, telemetry, log, dashboard, cluster, jobs (got {})");
     expect(e).toHaveLength(3);
   });
 

@@ -253,6 +253,19 @@ const cluster = table({
   replica_id: name.optional(),
 });
 
+/** Background jobs (DESIGN.md §12; docs/jobs.md). */
+const positiveDuration = duration.refine((ms) => ms > 0, { error: "expected a duration > 0" });
+const jobs = table({
+  result_ttl: positiveDuration.optional(),
+  max_queued: int(1).optional(),
+  max_result_bytes: int(1).optional(),
+  max_jobs: int(1).optional(),
+  default_timeout: positiveDuration.optional(),
+  max_timeout: positiveDuration.optional(),
+  max_running: int(1, 100_000).optional(),
+  claim_timeout: positiveDuration.optional(),
+});
+
 export const configFile = table({
   server: server.optional(),
   backends,
@@ -260,6 +273,7 @@ export const configFile = table({
   log: log.optional(),
   dashboard: bool.optional(),
   cluster: cluster.optional(),
+  jobs: jobs.optional(),
 }).check(
   z.superRefine((c: Record<string, unknown>, ctx) => {
     if (!isMapping(c)) return;

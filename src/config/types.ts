@@ -14,6 +14,27 @@ export interface Config {
   /** Serve the live dashboard page at `/`. Default true. */
   dashboard: boolean;
   cluster: ClusterConfig;
+  jobs: JobsConfig;
+}
+
+/** Background jobs (`jobs`, docs/jobs.md). */
+export interface JobsConfig {
+  /** How long an ended job, its result and its idempotency key are kept, ms. Default 1 h. */
+  resultTtlMs: number;
+  /** Most queued background jobs per backend; past it Enqueue is RESOURCE_EXHAUSTED. Default 1000. */
+  maxQueued: number;
+  /** Largest result kept, bytes; a larger one fails the job RESOURCE_EXHAUSTED. Default 1 MiB. */
+  maxResultBytes: number;
+  /** Most jobs the in-process store keeps, ended ones included. Default 10000. */
+  maxJobs: number;
+  /** Timeout of a job whose Enqueue sets none, ms. Default 1 h. */
+  defaultTimeoutMs: number;
+  /** Longest timeout an Enqueue may set, ms. Default 24 h. */
+  maxTimeoutMs: number;
+  /** Background jobs one replica runs at once. Default 64. */
+  maxRunning: number;
+  /** With Redis: a job whose runner has not renewed its claim for this long is run by another replica, ms. Default 15 s. */
+  claimTimeoutMs: number;
 }
 
 /**

@@ -32,6 +32,16 @@ function toConfig(f: ConfigFile): Config {
     telemetry: { prometheusPort: t.prometheus_port, prometheusHost: t.prometheus_host ?? "127.0.0.1" },
     log: { level: f.log?.level ?? s.log_level ?? "info", access: f.log?.access ?? false },
     dashboard: f.dashboard ?? true,
+    jobs: {
+      resultTtlMs: f.jobs?.result_ttl ?? 3_600_000,
+      maxQueued: f.jobs?.max_queued ?? 1_000,
+      maxResultBytes: f.jobs?.max_result_bytes ?? 1024 * 1024,
+      maxJobs: f.jobs?.max_jobs ?? 10_000,
+      defaultTimeoutMs: f.jobs?.default_timeout ?? 3_600_000,
+      maxTimeoutMs: f.jobs?.max_timeout ?? 86_400_000,
+      maxRunning: f.jobs?.max_running ?? 64,
+      claimTimeoutMs: f.jobs?.claim_timeout ?? 15_000,
+    },
     cluster: {
       redisUrl: f.cluster?.redis_url,
       keyPrefix: f.cluster?.key_prefix ?? "dispatcher:",

@@ -2,6 +2,10 @@
 export { createDispatcher } from "./dispatcher.js";
 export type { Dispatcher, SubmitOptions, JobResult, JobStream, WorkerSnapshot } from "./dispatcher.js";
 export type { StreamEvent } from "./stream.js";
+export { ChunkCollector } from "./stream.js";
+export { LocalJobStore, type LocalJobStoreOptions } from "./local-job-store.js";
+export { isTerminal } from "./job-store.js";
+export type { AsyncJob, AsyncJobEvent, AsyncJobOutcome, AsyncJobState, ClaimedJob, JobStore, NewAsyncJob } from "./job-store.js";
 export { DispatchError } from "./errors.js";
 export type { AbortReason, ErrorCode, DispatchErrorOptions } from "./errors.js";
 export type { Chunk, ChunkStream, Handler, HandlerContext, HandlerResult, Payload } from "./handler.js";

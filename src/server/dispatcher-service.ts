@@ -1,6 +1,6 @@
 import type { Value } from "@bufbuild/protobuf/wkt";
 import { durationMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { DispatcherService, type SubmitRequest, type WorkerMetricsRequest } from "../../gen/dispatcher/v1/dispatcher_pb.js";
 import { DispatchError, type Dispatcher, type JobResult, type Payload, type SubmitOptions } from "../core/index.js";
 import { accessEntry, type AccessLog } from "./access-log.js";
@@ -22,15 +22,24 @@ export const SESSION_HEADER = "dispatcher-session";
 /** The replica that answered, as a response header of Submit and SubmitStream (cluster.replica_id). */
 export const REPLICA_HEADER = "dispatcher-replica";
 
-export function dispatcherRoutes(dispatcher: Dispatcher, hub: MetricsHub, limits: Limits, access?: AccessLog, replicaId?: string) {
+export function dispatcherRoutes(
+  dispatcher: Dispatcher,
+  hub: MetricsHub,
+  limits: Limits,
+  access?: AccessLog,
+  replicaId?: string,
+  /** More methods of the service (background jobs, src/jobs/service.ts); unset ones answer UNIMPLEMENTED. */
+  more: Partial<ServiceImpl<typeof DispatcherService>> = {},
+) {
   /** WorkerMetrics streams open per connection: one client must not take every subscriber slot. */
   const perConnection = new WeakMap<object, number>();
   return (router: ConnectRouter) =>
     router.service(
       DispatcherService,
       access === undefined
-        ? { submit: (req, ctx) => submitOnce(req, ctx), submitStream: submitStreamOnce, workerMetrics: workerMetricsOnce }
+        ? { ...more, submit: (req, ctx) => submitOnce(req, ctx), submitStream: submitStreamOnce, workerMetrics: workerMetricsOnce }
         : {
+            ...more,
             // The access log wraps the same implementations; without it, nothing is wrapped.
             async submit(req, ctx) {
               const started = performance.now();
@@ -185,7 +194,7 @@ function sessionOf(req: SubmitRequest, ctx: HandlerContext, limits: Limits): str
   return header;
 }
 
-function checkSubmit(req: SubmitRequest, limits: Limits): void {
+export function checkSubmit(req: SubmitRequest, limits: Limits): void {
   if (req.backend === "") throw new ConnectError("backend: required", Code.InvalidArgument);
   if (req.sessionId.length > limits.maxSessionIdLength) {
     throw new ConnectError(

@@ -18,6 +18,11 @@ const statusOf: Record<ErrorCode, Code> = {
   unauthenticated: Code.Unauthenticated,
 };
 
+/** The gRPC status of a core error code. */
+export function statusOfCode(code: ErrorCode): Code {
+  return statusOf[code] ?? Code.Unknown;
+}
+
 /**
  * Turns anything a handler or the core threw into a fresh ConnectError.
  * Always fresh: re-throwing an upstream client's ConnectError would leak its

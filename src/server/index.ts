@@ -9,6 +9,8 @@ import { createHealthState, healthRoutes, type HealthState } from "./health.js";
 import { listenHttp2, type Http2Listener } from "./http2-server.js";
 import { defaultLimits, type Limits } from "./limits.js";
 import type { ClusterSnapshot } from "../cluster/redis-health.js";
+import type { JobStore } from "../core/index.js";
+import { jobMethods, type JobsSettings } from "../jobs/service.js";
 import { createMetricsHub, type MetricsHub } from "./metrics-hub.js";
 import { reflectionRoutes } from "./reflection.js";
 import { deadlineCeiling } from "./edge/deadline.js";
@@ -50,6 +52,8 @@ export interface ServerOptions {
   corsAllowedOrigins?: readonly string[];
   /** Sent as the `dispatcher-replica` response header of Submit and SubmitStream. Default: none, no header. */
   replicaId?: string;
+  /** Background jobs (Enqueue, GetJob, WatchJob, CancelJob); unset: those answer UNIMPLEMENTED. */
+  jobs?: { store: JobStore; settings: JobsSettings };
   /** The shared store's health for WorkerMetrics (cluster.redis_url); none when state lives in this process. */
   cluster?: () => ClusterSnapshot;
 }
@@ -97,7 +101,8 @@ export async function startServer(o: ServerOptions): Promise<DispatcherServer> {
     corsAllowedOrigins: o.corsAllowedOrigins,
     interceptors,
     routes: (router) => {
-      dispatcherRoutes(o.dispatcher, hub, limits, o.accessLog, o.replicaId)(router);
+      const jobs = o.jobs === undefined ? {} : jobMethods(o.dispatcher, o.jobs.store, o.jobs.settings, limits);
+      dispatcherRoutes(o.dispatcher, hub, limits, o.accessLog, o.replicaId, jobs)(router);
       healthRoutes(health)(router);
       for (const r of o.routes ?? []) r(router);
       if (o.reflection ?? true) reflectionRoutes()(router);

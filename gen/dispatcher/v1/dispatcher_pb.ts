@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file dispatcher/v1/dispatcher.proto.
  */
 export const file_dispatcher_v1_dispatcher: GenFile = /*@__PURE__*/
-  fileDesc("Ch5kaXNwYXRjaGVyL3YxL2Rpc3BhdGNoZXIucHJvdG8SDWRpc3BhdGNoZXIudjEipwIKDVN1Ym1pdFJlcXVlc3QSDwoHYmFja2VuZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEiYKBGpzb24YAyABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYBCABKAxIABI8CghtZXRhZGF0YRgFIAMoCzIqLmRpc3BhdGNoZXIudjEuU3VibWl0UmVxdWVzdC5NZXRhZGF0YUVudHJ5Ei0KCHByaW9yaXR5GAYgASgLMhsuZ29vZ2xlLnByb3RvYnVmLkludDMyVmFsdWUSDgoGdGVuYW50GAcgASgJGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIJCgdwYXlsb2FkIu8CCg5TdWJtaXRSZXNwb25zZRImCgRqc29uGAEgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAIgASgMSAASEQoJd29ya2VyX2lkGAMgASgJEhQKDGFmZmluaXR5X2hpdBgEIAEoCBItCgpxdWV1ZV93YWl0GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCWV4ZWN1dGlvbhgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI9CghtZXRhZGF0YRgHIAMoCzIrLmRpc3BhdGNoZXIudjEuU3VibWl0UmVzcG9uc2UuTWV0YWRhdGFFbnRyeRIQCghhZmZpbml0eRgIIAEoCRIQCghhdHRlbXB0cxgJIAEoDRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCQoHcGF5bG9hZCKWAQoUU3VibWl0U3RyZWFtUmVzcG9uc2USKQoHc3RhcnRlZBgBIAEoCzIWLmRpc3BhdGNoZXIudjEuU3RhcnRlZEgAEiUKBWNodW5rGAIgASgLMhQuZGlzcGF0Y2hlci52MS5DaHVua0gAEiMKBGRvbmUYAyABKAsyEy5kaXNwYXRjaGVyLnYxLkRvbmVIAEIHCgVldmVudCJuCgdTdGFydGVkEhEKCXdvcmtlcl9pZBgBIAEoCRIQCghhZmZpbml0eRgCIAEoCRItCgpxdWV1ZV93YWl0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg8KB2F0dGVtcHQYBCABKA0iwQEKBUNodW5rEiYKBGpzb24YASABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYAiABKAxIABIMCgR0ZXh0GAMgASgJEjQKCG1ldGFkYXRhGAQgAygLMiIuZGlzcGF0Y2hlci52MS5DaHVuay5NZXRhZGF0YUVudHJ5Gi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIJCgdwYXlsb2FkIvQBCgREb25lEiwKCWV4ZWN1dGlvbhgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI2ChN0aW1lX3RvX2ZpcnN0X2NodW5rGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhAKCGF0dGVtcHRzGAMgASgNEjMKCG1ldGFkYXRhGAQgAygLMiEuZGlzcGF0Y2hlci52MS5Eb25lLk1ldGFkYXRhRW50cnkSDgoGY2h1bmtzGAUgASgNGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJVChRXb3JrZXJNZXRyaWNzUmVxdWVzdBIQCghiYWNrZW5kcxgBIAMoCRIrCghpbnRlcnZhbBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKeAQoVV29ya2VyTWV0cmljc1Jlc3BvbnNlEigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKB3dvcmtlcnMYAiADKAsyGy5kaXNwYXRjaGVyLnYxLldvcmtlck1ldHJpYxItCgdjbHVzdGVyGAMgASgLMhwuZGlzcGF0Y2hlci52MS5DbHVzdGVyTWV0cmljIpEGCgxXb3JrZXJNZXRyaWMSEQoJd29ya2VyX2lkGAEgASgJEg8KB2JhY2tlbmQYAiABKAkSEAoIaW5mbGlnaHQYAyABKA0SEQoJcXVldWVfbGVuGAQgASgNEhYKDnF1ZXVlX2NhcGFjaXR5GAUgASgNEhcKD21heF9jb25jdXJyZW5jeRgGIAEoDRIRCgljb21wbGV0ZWQYByABKAQSDgoGZXJyb3JzGAggASgEEhAKCHJlamVjdGVkGAkgASgEEhAKCHNlc3Npb25zGAogASgEEikKBXN0YXRlGAsgASgOMhouZGlzcGF0Y2hlci52MS5Xb3JrZXJTdGF0ZRIxCg5xdWV1ZV93YWl0X3A1MBgMIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIxCg5xdWV1ZV93YWl0X3A5ORgNIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIwCg1leGVjdXRpb25fcDUwGA4gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjAKDWV4ZWN1dGlvbl9wOTkYDyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEQoJY2FuY2VsbGVkGBAgASgEEhAKCGVuZHBvaW50GBEgASgJEgwKBGxvYWQYEiABKAESEQoJZWplY3Rpb25zGBMgASgEEhEKCWRpc3BsYWNlZBgUIAEoBBIUCgxvcGVuX3N0cmVhbXMYFSABKA0SKwoIdHRmdF9wNTAYFiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKwoIdHRmdF9wOTkYFyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKAoFdGllcnMYGCADKAsyGS5kaXNwYXRjaGVyLnYxLlRpZXJNZXRyaWMSLAoHdGVuYW50cxgZIAMoCzIbLmRpc3BhdGNoZXIudjEuVGVuYW50TWV0cmljEioKBmxpbWl0cxgaIAMoCzIaLmRpc3BhdGNoZXIudjEuTGltaXRNZXRyaWMi7AEKC0xpbWl0TWV0cmljEgsKA2tleRgBIAEoCRIzCg1yZXF1ZXN0c19sZWZ0GAIgASgLMhwuZ29vZ2xlLnByb3RvYnVmLlVJbnQ2NFZhbHVlEjEKC3Rva2Vuc19sZWZ0GAMgASgLMhwuZ29vZ2xlLnByb3RvYnVmLlVJbnQ2NFZhbHVlEjYKEGNvbmN1cnJlbmN5X2xlZnQYBCABKAsyHC5nb29nbGUucHJvdG9idWYuVUludDY0VmFsdWUSMAoMcGF1c2VkX3VudGlsGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKtAQoNQ2x1c3Rlck1ldHJpYxIQCghyZWRpc191cBgBIAEoCBIwCg1yZWRpc19ydHRfcDUwGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjAKDXJlZGlzX3J0dF9wOTkYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMcmVkaXNfZXJyb3JzGAQgASgEEhAKCHJlcGxpY2FzGAUgASgNIoYBCgpUaWVyTWV0cmljEhAKCHByaW9yaXR5GAEgASgNEg4KBnF1ZXVlZBgCIAEoDRIQCghyZWplY3RlZBgDIAEoBBIRCglkaXNwbGFjZWQYBCABKAQSMQoOcXVldWVfd2FpdF9wOTkYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iLgoMVGVuYW50TWV0cmljEg4KBnRlbmFudBgBIAEoCRIOCgZxdWV1ZWQYAiABKA0qegoLV29ya2VyU3RhdGUSHAoYV09SS0VSX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUV09SS0VSX1NUQVRFX1NFUlZJTkcQARIYChRXT1JLRVJfU1RBVEVfRUpFQ1RFRBACEhkKFVdPUktFUl9TVEFURV9EUkFJTklORxADMo0CChFEaXNwYXRjaGVyU2VydmljZRJFCgZTdWJtaXQSHC5kaXNwYXRjaGVyLnYxLlN1Ym1pdFJlcXVlc3QaHS5kaXNwYXRjaGVyLnYxLlN1Ym1pdFJlc3BvbnNlElwKDVdvcmtlck1ldHJpY3MSIy5kaXNwYXRjaGVyLnYxLldvcmtlck1ldHJpY3NSZXF1ZXN0GiQuZGlzcGF0Y2hlci52MS5Xb3JrZXJNZXRyaWNzUmVzcG9uc2UwARJTCgxTdWJtaXRTdHJlYW0SHC5kaXNwYXRjaGVyLnYxLlN1Ym1pdFJlcXVlc3QaIy5kaXNwYXRjaGVyLnYxLlN1Ym1pdFN0cmVhbVJlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_google_protobuf_wrappers]);
+  fileDesc("Ch5kaXNwYXRjaGVyL3YxL2Rpc3BhdGNoZXIucHJvdG8SDWRpc3BhdGNoZXIudjEipwIKDVN1Ym1pdFJlcXVlc3QSDwoHYmFja2VuZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEiYKBGpzb24YAyABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYBCABKAxIABI8CghtZXRhZGF0YRgFIAMoCzIqLmRpc3BhdGNoZXIudjEuU3VibWl0UmVxdWVzdC5NZXRhZGF0YUVudHJ5Ei0KCHByaW9yaXR5GAYgASgLMhsuZ29vZ2xlLnByb3RvYnVmLkludDMyVmFsdWUSDgoGdGVuYW50GAcgASgJGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIJCgdwYXlsb2FkIu8CCg5TdWJtaXRSZXNwb25zZRImCgRqc29uGAEgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAIgASgMSAASEQoJd29ya2VyX2lkGAMgASgJEhQKDGFmZmluaXR5X2hpdBgEIAEoCBItCgpxdWV1ZV93YWl0GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCWV4ZWN1dGlvbhgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI9CghtZXRhZGF0YRgHIAMoCzIrLmRpc3BhdGNoZXIudjEuU3VibWl0UmVzcG9uc2UuTWV0YWRhdGFFbnRyeRIQCghhZmZpbml0eRgIIAEoCRIQCghhdHRlbXB0cxgJIAEoDRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCQoHcGF5bG9hZCKWAQoUU3VibWl0U3RyZWFtUmVzcG9uc2USKQoHc3RhcnRlZBgBIAEoCzIWLmRpc3BhdGNoZXIudjEuU3RhcnRlZEgAEiUKBWNodW5rGAIgASgLMhQuZGlzcGF0Y2hlci52MS5DaHVua0gAEiMKBGRvbmUYAyABKAsyEy5kaXNwYXRjaGVyLnYxLkRvbmVIAEIHCgVldmVudCJuCgdTdGFydGVkEhEKCXdvcmtlcl9pZBgBIAEoCRIQCghhZmZpbml0eRgCIAEoCRItCgpxdWV1ZV93YWl0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg8KB2F0dGVtcHQYBCABKA0iwQEKBUNodW5rEiYKBGpzb24YASABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYAiABKAxIABIMCgR0ZXh0GAMgASgJEjQKCG1ldGFkYXRhGAQgAygLMiIuZGlzcGF0Y2hlci52MS5DaHVuay5NZXRhZGF0YUVudHJ5Gi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIJCgdwYXlsb2FkIvQBCgREb25lEiwKCWV4ZWN1dGlvbhgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI2ChN0aW1lX3RvX2ZpcnN0X2NodW5rGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhAKCGF0dGVtcHRzGAMgASgNEjMKCG1ldGFkYXRhGAQgAygLMiEuZGlzcGF0Y2hlci52MS5Eb25lLk1ldGFkYXRhRW50cnkSDgoGY2h1bmtzGAUgASgNGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJVChRXb3JrZXJNZXRyaWNzUmVxdWVzdBIQCghiYWNrZW5kcxgBIAMoCRIrCghpbnRlcnZhbBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKeAQoVV29ya2VyTWV0cmljc1Jlc3BvbnNlEigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKB3dvcmtlcnMYAiADKAsyGy5kaXNwYXRjaGVyLnYxLldvcmtlck1ldHJpYxItCgdjbHVzdGVyGAMgASgLMhwuZGlzcGF0Y2hlci52MS5DbHVzdGVyTWV0cmljIpEGCgxXb3JrZXJNZXRyaWMSEQoJd29ya2VyX2lkGAEgASgJEg8KB2JhY2tlbmQYAiABKAkSEAoIaW5mbGlnaHQYAyABKA0SEQoJcXVldWVfbGVuGAQgASgNEhYKDnF1ZXVlX2NhcGFjaXR5GAUgASgNEhcKD21heF9jb25jdXJyZW5jeRgGIAEoDRIRCgljb21wbGV0ZWQYByABKAQSDgoGZXJyb3JzGAggASgEEhAKCHJlamVjdGVkGAkgASgEEhAKCHNlc3Npb25zGAogASgEEikKBXN0YXRlGAsgASgOMhouZGlzcGF0Y2hlci52MS5Xb3JrZXJTdGF0ZRIxCg5xdWV1ZV93YWl0X3A1MBgMIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIxCg5xdWV1ZV93YWl0X3A5ORgNIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIwCg1leGVjdXRpb25fcDUwGA4gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjAKDWV4ZWN1dGlvbl9wOTkYDyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEQoJY2FuY2VsbGVkGBAgASgEEhAKCGVuZHBvaW50GBEgASgJEgwKBGxvYWQYEiABKAESEQoJZWplY3Rpb25zGBMgASgEEhEKCWRpc3BsYWNlZBgUIAEoBBIUCgxvcGVuX3N0cmVhbXMYFSABKA0SKwoIdHRmdF9wNTAYFiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKwoIdHRmdF9wOTkYFyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKAoFdGllcnMYGCADKAsyGS5kaXNwYXRjaGVyLnYxLlRpZXJNZXRyaWMSLAoHdGVuYW50cxgZIAMoCzIbLmRpc3BhdGNoZXIudjEuVGVuYW50TWV0cmljEioKBmxpbWl0cxgaIAMoCzIaLmRpc3BhdGNoZXIudjEuTGltaXRNZXRyaWMi7AEKC0xpbWl0TWV0cmljEgsKA2tleRgBIAEoCRIzCg1yZXF1ZXN0c19sZWZ0GAIgASgLMhwuZ29vZ2xlLnByb3RvYnVmLlVJbnQ2NFZhbHVlEjEKC3Rva2Vuc19sZWZ0GAMgASgLMhwuZ29vZ2xlLnByb3RvYnVmLlVJbnQ2NFZhbHVlEjYKEGNvbmN1cnJlbmN5X2xlZnQYBCABKAsyHC5nb29nbGUucHJvdG9idWYuVUludDY0VmFsdWUSMAoMcGF1c2VkX3VudGlsGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKtAQoNQ2x1c3Rlck1ldHJpYxIQCghyZWRpc191cBgBIAEoCBIwCg1yZWRpc19ydHRfcDUwGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjAKDXJlZGlzX3J0dF9wOTkYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMcmVkaXNfZXJyb3JzGAQgASgEEhAKCHJlcGxpY2FzGAUgASgNIoYBCgpUaWVyTWV0cmljEhAKCHByaW9yaXR5GAEgASgNEg4KBnF1ZXVlZBgCIAEoDRIQCghyZWplY3RlZBgDIAEoBBIRCglkaXNwbGFjZWQYBCABKAQSMQoOcXVldWVfd2FpdF9wOTkYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iLgoMVGVuYW50TWV0cmljEg4KBnRlbmFudBgBIAEoCRIOCgZxdWV1ZWQYAiABKA0ihAEKDkVucXVldWVSZXF1ZXN0Ei0KB3JlcXVlc3QYASABKAsyHC5kaXNwYXRjaGVyLnYxLlN1Ym1pdFJlcXVlc3QSFwoPaWRlbXBvdGVuY3lfa2V5GAIgASgJEioKB3RpbWVvdXQYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iMgoPRW5xdWV1ZVJlc3BvbnNlEg4KBmpvYl9pZBgBIAEoCRIPCgdjcmVhdGVkGAIgASgIIh8KDUdldEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIiIKEENhbmNlbEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIjkKD1dhdGNoSm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkSFgoOYWZ0ZXJfZXZlbnRfaWQYAiABKAkiogMKA0pvYhIOCgZqb2JfaWQYASABKAkSDwoHYmFja2VuZBgCIAEoCRImCgVzdGF0ZRgDIAEoDjIXLmRpc3BhdGNoZXIudjEuSm9iU3RhdGUSLQoGcmVzdWx0GAQgASgLMh0uZGlzcGF0Y2hlci52MS5TdWJtaXRSZXNwb25zZRImCgVlcnJvchgFIAEoCzIXLmRpc3BhdGNoZXIudjEuSm9iRXJyb3ISLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGF0dGVtcHRzGAkgASgNEhEKCXdvcmtlcl9pZBgKIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYCyABKAkSLAoIZGVhZGxpbmUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIikKCEpvYkVycm9yEgwKBGNvZGUYASABKAUSDwoHbWVzc2FnZRgCIAEoCSLBAQoISm9iRXZlbnQSEAoIZXZlbnRfaWQYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoFc3RhdGUYAyABKA4yFy5kaXNwYXRjaGVyLnYxLkpvYlN0YXRlSAASJQoFY2h1bmsYBCABKAsyFC5kaXNwYXRjaGVyLnYxLkNodW5rSAASHwoDam9iGAUgASgLMhIuZGlzcGF0Y2hlci52MS5Kb2JCBwoFZXZlbnQqegoLV29ya2VyU3RhdGUSHAoYV09SS0VSX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUV09SS0VSX1NUQVRFX1NFUlZJTkcQARIYChRXT1JLRVJfU1RBVEVfRUpFQ1RFRBACEhkKFVdPUktFUl9TVEFURV9EUkFJTklORxADKrEBCghKb2JTdGF0ZRIZChVKT0JfU1RBVEVfVU5TUEVDSUZJRUQQABIUChBKT0JfU1RBVEVfUVVFVUVEEAESFQoRSk9CX1NUQVRFX1JVTk5JTkcQAhIXChNKT0JfU1RBVEVfU1VDQ0VFREVEEAMSFAoQSk9CX1NUQVRFX0ZBSUxFRBAEEhcKE0pPQl9TVEFURV9DQU5DRUxMRUQQBRIVChFKT0JfU1RBVEVfRVhQSVJFRBAGMpwEChFEaXNwYXRjaGVyU2VydmljZRJFCgZTdWJtaXQSHC5kaXNwYXRjaGVyLnYxLlN1Ym1pdFJlcXVlc3QaHS5kaXNwYXRjaGVyLnYxLlN1Ym1pdFJlc3BvbnNlElwKDVdvcmtlck1ldHJpY3MSIy5kaXNwYXRjaGVyLnYxLldvcmtlck1ldHJpY3NSZXF1ZXN0GiQuZGlzcGF0Y2hlci52MS5Xb3JrZXJNZXRyaWNzUmVzcG9uc2UwARJTCgxTdWJtaXRTdHJlYW0SHC5kaXNwYXRjaGVyLnYxLlN1Ym1pdFJlcXVlc3QaIy5kaXNwYXRjaGVyLnYxLlN1Ym1pdFN0cmVhbVJlc3BvbnNlMAESSAoHRW5xdWV1ZRIdLmRpc3BhdGNoZXIudjEuRW5xdWV1ZVJlcXVlc3QaHi5kaXNwYXRjaGVyLnYxLkVucXVldWVSZXNwb25zZRI6CgZHZXRKb2ISHC5kaXNwYXRjaGVyLnYxLkdldEpvYlJlcXVlc3QaEi5kaXNwYXRjaGVyLnYxLkpvYhJFCghXYXRjaEpvYhIeLmRpc3BhdGNoZXIudjEuV2F0Y2hKb2JSZXF1ZXN0GhcuZGlzcGF0Y2hlci52MS5Kb2JFdmVudDABEkAKCUNhbmNlbEpvYhIfLmRpc3BhdGNoZXIudjEuQ2FuY2VsSm9iUmVxdWVzdBoSLmRpc3BhdGNoZXIudjEuSm9iYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_google_protobuf_wrappers]);
 
 /**
  * SubmitRequest is one job.
@@ -757,6 +757,294 @@ export const TenantMetricSchema: GenMessage<TenantMetric> = /*@__PURE__*/
   messageDesc(file_dispatcher_v1_dispatcher, 12);
 
 /**
+ * EnqueueRequest is one background job.
+ *
+ * @generated from message dispatcher.v1.EnqueueRequest
+ */
+export type EnqueueRequest = Message<"dispatcher.v1.EnqueueRequest"> & {
+  /**
+   * What to run, as for Submit.
+   *
+   * @generated from field: dispatcher.v1.SubmitRequest request = 1;
+   */
+  request?: SubmitRequest | undefined;
+
+  /**
+   * Up to 128 characters; a repeat with the same key for the same backend returns the first job's id
+   * for as long as that job is kept (jobs.result_ttl after it ended).
+   *
+   * @generated from field: string idempotency_key = 2;
+   */
+  idempotencyKey: string;
+
+  /**
+   * From acceptance: a job not finished by then ends EXPIRED. Default jobs.default_timeout.
+   *
+   * @generated from field: google.protobuf.Duration timeout = 3;
+   */
+  timeout?: Duration | undefined;
+};
+
+/**
+ * Describes the message dispatcher.v1.EnqueueRequest.
+ * Use `create(EnqueueRequestSchema)` to create a new message.
+ */
+export const EnqueueRequestSchema: GenMessage<EnqueueRequest> = /*@__PURE__*/
+  messageDesc(file_dispatcher_v1_dispatcher, 13);
+
+/**
+ * EnqueueResponse names the accepted job.
+ *
+ * @generated from message dispatcher.v1.EnqueueResponse
+ */
+export type EnqueueResponse = Message<"dispatcher.v1.EnqueueResponse"> & {
+  /**
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+
+  /**
+   * False when the idempotency key matched an existing job.
+   *
+   * @generated from field: bool created = 2;
+   */
+  created: boolean;
+};
+
+/**
+ * Describes the message dispatcher.v1.EnqueueResponse.
+ * Use `create(EnqueueResponseSchema)` to create a new message.
+ */
+export const EnqueueResponseSchema: GenMessage<EnqueueResponse> = /*@__PURE__*/
+  messageDesc(file_dispatcher_v1_dispatcher, 14);
+
+/**
+ * GetJobRequest names a job.
+ *
+ * @generated from message dispatcher.v1.GetJobRequest
+ */
+export type GetJobRequest = Message<"dispatcher.v1.GetJobRequest"> & {
+  /**
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+};
+
+/**
+ * Describes the message dispatcher.v1.GetJobRequest.
+ * Use `create(GetJobRequestSchema)` to create a new message.
+ */
+export const GetJobRequestSchema: GenMessage<GetJobRequest> = /*@__PURE__*/
+  messageDesc(file_dispatcher_v1_dispatcher, 15);
+
+/**
+ * CancelJobRequest names a job.
+ *
+ * @generated from message dispatcher.v1.CancelJobRequest
+ */
+export type CancelJobRequest = Message<"dispatcher.v1.CancelJobRequest"> & {
+  /**
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+};
+
+/**
+ * Describes the message dispatcher.v1.CancelJobRequest.
+ * Use `create(CancelJobRequestSchema)` to create a new message.
+ */
+export const CancelJobRequestSchema: GenMessage<CancelJobRequest> = /*@__PURE__*/
+  messageDesc(file_dispatcher_v1_dispatcher, 16);
+
+/**
+ * WatchJobRequest names a job and where to resume.
+ *
+ * @generated from message dispatcher.v1.WatchJobRequest
+ */
+export type WatchJobRequest = Message<"dispatcher.v1.WatchJobRequest"> & {
+  /**
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+
+  /**
+   * The last event id seen; empty for all events from the start.
+   *
+   * @generated from field: string after_event_id = 2;
+   */
+  afterEventId: string;
+};
+
+/**
+ * Describes the message dispatcher.v1.WatchJobRequest.
+ * Use `create(WatchJobRequestSchema)` to create a new message.
+ */
+export const WatchJobRequestSchema: GenMessage<WatchJobRequest> = /*@__PURE__*/
+  messageDesc(file_dispatcher_v1_dispatcher, 17);
+
+/**
+ * A background job as the service keeps it.
+ *
+ * @generated from message dispatcher.v1.Job
+ */
+export type Job = Message<"dispatcher.v1.Job"> & {
+  /**
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+
+  /**
+   * @generated from field: string backend = 2;
+   */
+  backend: string;
+
+  /**
+   * @generated from field: dispatcher.v1.JobState state = 3;
+   */
+  state: JobState;
+
+  /**
+   * Set when SUCCEEDED: what Submit would have answered.
+   *
+   * @generated from field: dispatcher.v1.SubmitResponse result = 4;
+   */
+  result?: SubmitResponse | undefined;
+
+  /**
+   * Set when FAILED, CANCELLED or EXPIRED.
+   *
+   * @generated from field: dispatcher.v1.JobError error = 5;
+   */
+  error?: JobError | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 6;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * When its last attempt started; unset while queued.
+   *
+   * @generated from field: google.protobuf.Timestamp started_at = 7;
+   */
+  startedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp finished_at = 8;
+   */
+  finishedAt?: Timestamp | undefined;
+
+  /**
+   * Runs of the job, retries included (more than one also when a replica died running it).
+   *
+   * @generated from field: uint32 attempts = 9;
+   */
+  attempts: number;
+
+  /**
+   * @generated from field: string worker_id = 10;
+   */
+  workerId: string;
+
+  /**
+   * @generated from field: string idempotency_key = 11;
+   */
+  idempotencyKey: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp deadline = 12;
+   */
+  deadline?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message dispatcher.v1.Job.
+ * Use `create(JobSchema)` to create a new message.
+ */
+export const JobSchema: GenMessage<Job> = /*@__PURE__*/
+  messageDesc(file_dispatcher_v1_dispatcher, 18);
+
+/**
+ * Why a job did not succeed: a gRPC status code and message, as Submit would have failed.
+ *
+ * @generated from message dispatcher.v1.JobError
+ */
+export type JobError = Message<"dispatcher.v1.JobError"> & {
+  /**
+   * google.rpc.Code value.
+   *
+   * @generated from field: int32 code = 1;
+   */
+  code: number;
+
+  /**
+   * @generated from field: string message = 2;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message dispatcher.v1.JobError.
+ * Use `create(JobErrorSchema)` to create a new message.
+ */
+export const JobErrorSchema: GenMessage<JobError> = /*@__PURE__*/
+  messageDesc(file_dispatcher_v1_dispatcher, 19);
+
+/**
+ * One event of a job, in order.
+ *
+ * @generated from message dispatcher.v1.JobEvent
+ */
+export type JobEvent = Message<"dispatcher.v1.JobEvent"> & {
+  /**
+   * Opaque; pass the last one seen to WatchJob to resume.
+   *
+   * @generated from field: string event_id = 1;
+   */
+  eventId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp time = 2;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * @generated from oneof dispatcher.v1.JobEvent.event
+   */
+  event: {
+    /**
+     * The job entered this state.
+     *
+     * @generated from field: dispatcher.v1.JobState state = 3;
+     */
+    value: JobState;
+    case: "state";
+  } | {
+    /**
+     * A piece of a streaming backend's answer.
+     *
+     * @generated from field: dispatcher.v1.Chunk chunk = 4;
+     */
+    value: Chunk;
+    case: "chunk";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * The job after a terminal state (result or error included).
+   *
+   * @generated from field: dispatcher.v1.Job job = 5;
+   */
+  job?: Job | undefined;
+};
+
+/**
+ * Describes the message dispatcher.v1.JobEvent.
+ * Use `create(JobEventSchema)` to create a new message.
+ */
+export const JobEventSchema: GenMessage<JobEvent> = /*@__PURE__*/
+  messageDesc(file_dispatcher_v1_dispatcher, 20);
+
+/**
  * WorkerState is whether a worker takes new jobs.
  *
  * @generated from enum dispatcher.v1.WorkerState
@@ -796,6 +1084,58 @@ export enum WorkerState {
  */
 export const WorkerStateSchema: GenEnum<WorkerState> = /*@__PURE__*/
   enumDesc(file_dispatcher_v1_dispatcher, 0);
+
+/**
+ * The state of a background job.
+ *
+ * @generated from enum dispatcher.v1.JobState
+ */
+export enum JobState {
+  /**
+   * @generated from enum value: JOB_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: JOB_STATE_QUEUED = 1;
+   */
+  QUEUED = 1,
+
+  /**
+   * @generated from enum value: JOB_STATE_RUNNING = 2;
+   */
+  RUNNING = 2,
+
+  /**
+   * @generated from enum value: JOB_STATE_SUCCEEDED = 3;
+   */
+  SUCCEEDED = 3,
+
+  /**
+   * Ended with an error: `error` says which.
+   *
+   * @generated from enum value: JOB_STATE_FAILED = 4;
+   */
+  FAILED = 4,
+
+  /**
+   * @generated from enum value: JOB_STATE_CANCELLED = 5;
+   */
+  CANCELLED = 5,
+
+  /**
+   * Its timeout passed before it finished.
+   *
+   * @generated from enum value: JOB_STATE_EXPIRED = 6;
+   */
+  EXPIRED = 6,
+}
+
+/**
+ * Describes the enum dispatcher.v1.JobState.
+ */
+export const JobStateSchema: GenEnum<JobState> = /*@__PURE__*/
+  enumDesc(file_dispatcher_v1_dispatcher, 1);
 
 /**
  * DispatcherService routes jobs to the workers of named backends. Each backend
@@ -850,6 +1190,58 @@ export const DispatcherService: GenService<{
     methodKind: "server_streaming";
     input: typeof SubmitRequestSchema;
     output: typeof SubmitStreamResponseSchema;
+  },
+  /**
+   * Enqueue accepts a job to run in the background (DESIGN.md §12) and answers
+   * at once with its id; the same idempotency key (per backend) gives the same
+   * job. The job shares backends, queues, limits, priorities and affinity with
+   * Submit. RESOURCE_EXHAUSTED when the backend holds its cap of queued jobs.
+   *
+   * @generated from rpc dispatcher.v1.DispatcherService.Enqueue
+   */
+  enqueue: {
+    methodKind: "unary";
+    input: typeof EnqueueRequestSchema;
+    output: typeof EnqueueResponseSchema;
+  },
+  /**
+   * GetJob returns a job's state, and its result or error once it ended.
+   * NOT_FOUND for an unknown id or one whose result outlived its TTL.
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+   *
+   * @generated from rpc dispatcher.v1.DispatcherService.GetJob
+   */
+  getJob: {
+    methodKind: "unary";
+    input: typeof GetJobRequestSchema;
+    output: typeof JobSchema;
+  },
+  /**
+   * WatchJob streams a job's events (state changes and, for streaming
+   * backends, its chunks) from after `after_event_id`, ending after the job's
+   * terminal event. Resuming with the last id seen gives no gap and no duplicate.
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   *
+   * @generated from rpc dispatcher.v1.DispatcherService.WatchJob
+   */
+  watchJob: {
+    methodKind: "server_streaming";
+    input: typeof WatchJobRequestSchema;
+    output: typeof JobEventSchema;
+  },
+  /**
+   * CancelJob ends a queued job at once, and asks a running one to stop; it
+   * returns the job as it is then. Cancelling an ended job changes nothing.
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+   *
+   * @generated from rpc dispatcher.v1.DispatcherService.CancelJob
+   */
+  cancelJob: {
+    methodKind: "unary";
+    input: typeof CancelJobRequestSchema;
+    output: typeof JobSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_dispatcher_v1_dispatcher, 0);
