@@ -9,14 +9,16 @@ import { parseTokens, startServer, type DispatcherServer } from "./server/index.
 import { sharedLimits } from "./cluster/limits.js";
 import { JobRunner } from "./jobs/runner.js";
 import { jobStoreFor } from "./jobs/store.js";
+import { JobCountCache, type JobCounts } from "./jobs/counts.js";
 import type { ClusterSnapshot } from "./cluster/redis-health.js";
 import { sharedPins } from "./cluster/pins.js";
 
 export interface App {
   dispatcher: Dispatcher;
   server: DispatcherServer;
-  /** Where background jobs are kept. */
+  /** Where background jobs are kept, and their counts by backend and state (at most a second old). */
   jobs: JobStore;
+  jobCounts: () => JobCounts;
   /** The shared store's health (cluster.redis_url); undefined when state lives in this process. */
   cluster: (() => ClusterSnapshot) | undefined;
   close(): Promise<void>;
@@ -47,7 +49,9 @@ export async function startApp(config: Config, hooks: AppHooks = {}): Promise<Ap
     await limits?.close();
     throw e;
   }
+  const jobCounts = new JobCountCache(jobStore);
   const closeShared = async () => {
+    jobCounts.close();
     await jobStore.close();
     await pins?.close();
     await limits?.close();
@@ -84,7 +88,7 @@ export async function startApp(config: Config, hooks: AppHooks = {}): Promise<Ap
       accessLog: config.log.access && hooks.log !== undefined ? (e) => hooks.log!.info(e, `${e.method} ${e.code}`) : undefined,
       corsAllowedOrigins: config.server.corsAllowedOrigins,
       replicaId: config.cluster.replicaId,
-      jobs: { store: jobStore, settings: { maxQueued: config.jobs.maxQueued, defaultTimeoutMs: config.jobs.defaultTimeoutMs, maxTimeoutMs: config.jobs.maxTimeoutMs } },
+      jobs: { store: jobStore, counts: jobCounts.get, settings: { maxQueued: config.jobs.maxQueued, defaultTimeoutMs: config.jobs.defaultTimeoutMs, maxTimeoutMs: config.jobs.maxTimeoutMs } },
       cluster: limits?.store.health.snapshot,
     });
   } catch (e) {
@@ -107,6 +111,7 @@ export async function startApp(config: Config, hooks: AppHooks = {}): Promise<Ap
     server,
     cluster: limits?.store.health.snapshot,
     jobs: jobStore,
+    jobCounts: jobCounts.get,
     close() {
       closing ??= (async () => {
         // No new background jobs are taken; those running finish within the drain, or are left to another replica.

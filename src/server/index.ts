@@ -11,6 +11,7 @@ import { defaultLimits, type Limits } from "./limits.js";
 import type { ClusterSnapshot } from "../cluster/redis-health.js";
 import type { JobStore } from "../core/index.js";
 import { jobMethods, type JobsSettings } from "../jobs/service.js";
+import type { JobCounts } from "../jobs/counts.js";
 import { createMetricsHub, type MetricsHub } from "./metrics-hub.js";
 import { reflectionRoutes } from "./reflection.js";
 import { deadlineCeiling } from "./edge/deadline.js";
@@ -53,7 +54,7 @@ export interface ServerOptions {
   /** Sent as the `dispatcher-replica` response header of Submit and SubmitStream. Default: none, no header. */
   replicaId?: string;
   /** Background jobs (Enqueue, GetJob, WatchJob, CancelJob); unset: those answer UNIMPLEMENTED. */
-  jobs?: { store: JobStore; settings: JobsSettings };
+  jobs?: { store: JobStore; settings: JobsSettings; counts: () => JobCounts };
   /** The shared store's health for WorkerMetrics (cluster.redis_url); none when state lives in this process. */
   cluster?: () => ClusterSnapshot;
 }
@@ -75,7 +76,7 @@ export interface DispatcherServer {
 
 export async function startServer(o: ServerOptions): Promise<DispatcherServer> {
   const limits: Limits = { ...defaultLimits, ...o.limits };
-  const hub = createMetricsHub(() => o.dispatcher.snapshot(), o.cluster);
+  const hub = createMetricsHub(() => o.dispatcher.snapshot(), o.cluster, o.jobs?.counts);
   const health = createHealthState([DispatcherService.typeName]);
   const interceptors = [...(o.interceptors ?? [])];
   // After the caller's interceptors, so telemetry also sees refused calls.

@@ -3,13 +3,17 @@ import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
   ClusterMetricSchema,
+  JobCountSchema,
+  JobState,
+  type JobCount,
   WorkerMetricsResponseSchema,
   type ClusterMetric,
   type WorkerMetric,
   type WorkerMetricsResponse,
 } from "../../gen/dispatcher/v1/dispatcher_pb.js";
 import type { ClusterSnapshot } from "../cluster/redis-health.js";
-import type { WorkerSnapshot } from "../core/index.js";
+import type { AsyncJobState, WorkerSnapshot } from "../core/index.js";
+import type { JobCounts } from "../jobs/counts.js";
 import { durationOf, workerMetricToProto } from "./convert.js";
 
 /**
@@ -55,6 +59,7 @@ interface Tick {
   time: ReturnType<typeof timestampNow>;
   workers: WorkerMetric[];
   cluster: ClusterMetric | undefined;
+  jobs: JobCount[];
   byFilter: Map<string, Shared>;
 }
 
@@ -148,7 +153,7 @@ function sharedFor(tick: Tick, filter: ReadonlySet<string> | undefined, key: str
   let s = tick.byFilter.get(key);
   if (s === undefined) {
     const workers = filter === undefined ? tick.workers : tick.workers.filter((w) => filter.has(w.backend));
-    s = { message: create(WorkerMetricsResponseSchema, { time: tick.time, workers, cluster: tick.cluster }), frame: undefined };
+    s = { message: create(WorkerMetricsResponseSchema, { time: tick.time, workers, cluster: tick.cluster, jobs: tick.jobs }), frame: undefined };
     tick.byFilter.set(key, s);
   }
   return s;
@@ -175,6 +180,7 @@ class Hub implements MetricsHub {
   constructor(
     private readonly snapshot: () => WorkerSnapshot[],
     private readonly cluster: (() => ClusterSnapshot) | undefined,
+    private readonly jobs: (() => JobCounts) | undefined,
   ) {}
 
   private take(): Tick {
@@ -183,6 +189,7 @@ class Hub implements MetricsHub {
       time: timestampNow(),
       workers: this.snapshot().map(workerMetricToProto),
       cluster: c === undefined ? undefined : clusterMetricToProto(c),
+      jobs: this.jobs === undefined ? [] : jobCountsToProto(this.jobs()),
       byFilter: new Map(),
     };
   }
@@ -250,8 +257,28 @@ function shutdownError(): ConnectError {
   return new ConnectError("the server is shutting down; reconnect to another instance", Code.Unavailable);
 }
 
-export function createMetricsHub(snapshot: () => WorkerSnapshot[], cluster?: () => ClusterSnapshot): MetricsHub {
-  return new Hub(snapshot, cluster);
+export function createMetricsHub(snapshot: () => WorkerSnapshot[], cluster?: () => ClusterSnapshot, jobs?: () => JobCounts): MetricsHub {
+  return new Hub(snapshot, cluster, jobs);
+}
+
+
+const jobStates: Record<AsyncJobState, JobState> = {
+  queued: JobState.QUEUED,
+  running: JobState.RUNNING,
+  succeeded: JobState.SUCCEEDED,
+  failed: JobState.FAILED,
+  cancelled: JobState.CANCELLED,
+  expired: JobState.EXPIRED,
+};
+
+function jobCountsToProto(counts: JobCounts): JobCount[] {
+  const out: JobCount[] = [];
+  for (const [backend, byState] of Object.entries(counts)) {
+    for (const [state, n] of Object.entries(byState)) {
+      out.push(create(JobCountSchema, { backend, state: jobStates[state as AsyncJobState], count: BigInt(n ?? 0) }));
+    }
+  }
+  return out;
 }
 
 function clusterMetricToProto(c: ClusterSnapshot): ClusterMetric {

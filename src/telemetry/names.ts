@@ -81,3 +81,6 @@ export const METRIC_REDIS_RTT = "dispatcher.redis.rtt";
 export const METRIC_REDIS_ERRORS = "dispatcher.redis.errors";
 export const METRIC_REPLICAS = "dispatcher.cluster.replicas";
 export const ATTR_QUANTILE = "quantile";
+/** Background jobs (docs/jobs.md) by backend and state. */
+export const METRIC_BACKGROUND_JOBS = "dispatcher.background_jobs";
+export const ATTR_JOB_STATE = "dispatcher.job.state";

@@ -1,6 +1,7 @@
 import type { Meter, ObservableResult } from "@opentelemetry/api";
 import type { ClusterSnapshot } from "../cluster/redis-health.js";
 import type { WorkerSnapshot } from "../core/index.js";
+import type { JobCounts } from "../jobs/counts.js";
 import * as n from "./names.js";
 
 /** What the service's state gauges read at each scrape. */
@@ -8,6 +9,8 @@ export interface StateSource {
   snapshot(): WorkerSnapshot[];
   /** The shared store's health; undefined when state lives in this process. */
   cluster: (() => ClusterSnapshot) | undefined;
+  /** Background jobs by backend and state. */
+  jobs?: () => JobCounts;
 }
 
 /**
@@ -38,6 +41,16 @@ export function observeState(meter: Meter, source: StateSource): void {
     },
     [requests, tokens, leases, paused],
   );
+  const jobs = source.jobs;
+  if (jobs !== undefined) {
+    meter
+      .createObservableGauge(n.METRIC_BACKGROUND_JOBS, { unit: "{job}", description: "Background jobs: queued and running now, ended ones in total, by state" })
+      .addCallback((r) => {
+        for (const [backend, byState] of Object.entries(jobs())) {
+          for (const [state, count] of Object.entries(byState)) r.observe(count ?? 0, { [n.ATTR_BACKEND]: backend, [n.ATTR_JOB_STATE]: state });
+        }
+      });
+  }
   const cluster = source.cluster;
   if (cluster === undefined) return;
   meter.createObservableGauge(n.METRIC_REDIS_UP, { unit: "1", description: "1 while Redis answers" }).addCallback((r) => r.observe(cluster().redisUp ? 1 : 0));

@@ -138,4 +138,20 @@ describe.each([
     expect(await codeOf(c.enqueue({ request: { backend: "echo" }, timeout: { seconds: 10n ** 9n, nanos: 0 } }))).toBe(Code.InvalidArgument);
     expect(await codeOf((async () => { for await (const _ of c.watchJob({ jobId: big.jobId, afterEventId: "x" })) void _; })())).toBe(Code.InvalidArgument);
   }, 30_000);
+
+  it("WorkerMetrics counts background jobs by backend and state", async () => {
+    const c = connectClient(app.server.port, "grpc");
+    const ac = new AbortController();
+    let succeeded = 0n;
+    let cancelled = 0n;
+    for await (const m of c.workerMetrics({ interval: { seconds: 0n, nanos: 100_000_000 } }, { signal: ac.signal, timeoutMs: 10_000 })) {
+      succeeded = m.jobs.find((j) => j.backend === "echo" && j.state === JobState.SUCCEEDED)?.count ?? 0n;
+      cancelled = m.jobs.find((j) => j.backend === "slow" && j.state === JobState.CANCELLED)?.count ?? 0n;
+      if (succeeded >= 3n && cancelled >= 2n) break;
+    }
+    ac.abort();
+    // Two runs of the first test, one deduped job; a cancelled queued job and a cancelled running one.
+    expect(succeeded).toBeGreaterThanOrEqual(3n);
+    expect(cancelled).toBe(2n);
+  });
 });
