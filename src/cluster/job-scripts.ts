@@ -16,7 +16,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `;
 
 /**
- * KEYS: idem, counts, queue, job, ev. ARGV: id, backend, request, key, deadline, max queued.
+ * KEYS: idem, counts, queue, job, ev. ARGV: id, backend, request, key, deadline, max queued, traceparent.
  * Returns {id, 1} for a new job, {existing id, 0} for a repeated key, {'', -1} past the cap.
  */
 export const ENQUEUE = `${NOW}
@@ -29,7 +29,7 @@ local field = ARGV[2] .. ':queued'
 if tonumber(redis.call('HGET', KEYS[2], field) or '0') >= tonumber(ARGV[6]) then return {'', -1} end
 redis.call('HSET', KEYS[4], 'backend', ARGV[2], 'state', 'queued', 'request', ARGV[3], 'key', key,
   'createdAt', now, 'deadline', ARGV[5], 'startedAt', 0, 'finishedAt', 0, 'attempts', 0, 'workerId', '',
-  'errorCode', '', 'errorMessage', '', 'cancel', 0)
+  'errorCode', '', 'errorMessage', '', 'cancel', 0, 'traceparent', ARGV[7])
 redis.call('XADD', KEYS[5], '*', 's', 'queued')
 local entry = redis.call('XADD', KEYS[3], '*', 'id', ARGV[1])
 redis.call('HSET', KEYS[4], 'entry', entry)

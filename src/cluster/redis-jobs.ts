@@ -55,7 +55,7 @@ export class RedisJobStore implements JobStore {
     const id = randomUUID();
     const [got, created] = await this.r.jobEnqueue(
       this.idemKey(n.backend, n.idempotencyKey), this.k("jobs:counts"), this.k("jobs:queue"), this.jobKey(id), this.evKey(id),
-      id, n.backend, Buffer.from(n.request), n.idempotencyKey, n.deadline, maxQueued,
+      id, n.backend, Buffer.from(n.request), n.idempotencyKey, n.deadline, maxQueued, n.traceparent,
     );
     if (created === -1) return { refused: `backend "${n.backend}" holds its cap of ${maxQueued} queued background jobs` };
     return { id: got, created: created === 1 };
@@ -222,5 +222,6 @@ function jobOf(id: string, h: Record<string, Buffer>): AsyncJob | undefined {
     errorCode: s("errorCode"),
     errorMessage: s("errorMessage"),
     cancelRequested: s("cancel") === "1",
+    traceparent: s("traceparent"),
   };
 }

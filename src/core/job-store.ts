@@ -36,6 +36,8 @@ export interface AsyncJob {
   errorMessage: string;
   /** CancelJob asked a running job to stop; its runner does. */
   cancelRequested: boolean;
+  /** The W3C traceparent of the Enqueue call, so that the run's span can link to it; "" for none. */
+  traceparent: string;
 }
 
 /** One event of a job: a state entered, or a chunk of a streamed answer. Ids are opaque and ordered. */
@@ -51,6 +53,7 @@ export interface NewAsyncJob {
   request: Uint8Array;
   idempotencyKey: string;
   deadline: number;
+  traceparent: string;
 }
 
 /** How a run ended, written once. */

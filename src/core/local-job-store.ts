@@ -58,7 +58,7 @@ export class LocalJobStore implements JobStore {
     const job: AsyncJob = {
       id: randomUUID(), backend: n.backend, state: "queued", request: n.request, idempotencyKey: n.idempotencyKey,
       createdAt: now, deadline: n.deadline, startedAt: 0, finishedAt: 0, attempts: 0, workerId: "",
-      result: undefined, errorCode: "", errorMessage: "", cancelRequested: false,
+      result: undefined, errorCode: "", errorMessage: "", cancelRequested: false, traceparent: n.traceparent,
     };
     this.kept.set(job.id, { job, events: [{ id: "1", time: now, state: "queued" }], forgetAt: Infinity });
     if (n.idempotencyKey !== "") this.keys.set(keyOf, job.id);

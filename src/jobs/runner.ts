@@ -1,4 +1,5 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { context, propagation, ROOT_CONTEXT, SpanKind, trace } from "@opentelemetry/api";
 import { ChunkSchema, SubmitRequestSchema, SubmitResponseSchema } from "../../gen/dispatcher/v1/dispatcher_pb.js";
 import type { BackendLog } from "../backends/log.js";
 import { ChunkCollector, DispatchError, type AsyncJobOutcome, type ClaimedJob, type Dispatcher, type JobStore, type Payload } from "../core/index.js";
@@ -102,12 +103,22 @@ export class JobRunner {
   }
 
   private async run(c: ClaimedJob, abort: AbortController): Promise<void> {
+    // The run is its own trace: a span linked to the Enqueue call's, under which the job's queue and run spans go.
+    const linked = c.job.traceparent === "" ? undefined : trace.getSpanContext(propagation.extract(ROOT_CONTEXT, { traceparent: c.job.traceparent }));
+    const span = tracer().startSpan("dispatcher.background_job", {
+      kind: SpanKind.INTERNAL,
+      links: linked === undefined ? [] : [{ context: linked }],
+      attributes: { "dispatcher.backend": c.job.backend, "dispatcher.job.id": c.job.id },
+    }, ROOT_CONTEXT);
     try {
-      const outcome = await this.outcome(c, abort);
+      const outcome = await context.with(trace.setSpan(ROOT_CONTEXT, span), () => this.outcome(c, abort));
+      if (outcome !== undefined) span.setAttribute("dispatcher.job.state", outcome.state);
       if (outcome !== undefined) await this.o.store.finish(c, outcome);
     } catch (e) {
       // The store failed to record: the claim lapses and another run writes the outcome (at least once).
       this.o.log?.warn({ err: (e as Error).name, job: c.job.id }, "background jobs: could not record a job's outcome");
+    } finally {
+      span.end();
     }
   }
 
@@ -175,4 +186,9 @@ export class JobRunner {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** The global tracer: a no-op until the service's telemetry starts an SDK. */
+function tracer() {
+  return trace.getTracer("dispatcher");
 }

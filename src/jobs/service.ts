@@ -1,4 +1,5 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { context, propagation } from "@opentelemetry/api";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import {
@@ -68,7 +69,7 @@ export function jobMethods(dispatcher: Dispatcher, store: JobStore, settings: Jo
       }
       if (dispatcher.closing) throw new ConnectError("the service is shutting down", Code.Unavailable);
       const out = await store
-        .enqueue({ backend: r.backend, request: toBinary(SubmitRequestSchema, r), idempotencyKey: req.idempotencyKey, deadline: Date.now() + timeoutMs }, settings.maxQueued)
+        .enqueue({ backend: r.backend, request: toBinary(SubmitRequestSchema, r), idempotencyKey: req.idempotencyKey, deadline: Date.now() + timeoutMs, traceparent: traceparentNow() }, settings.maxQueued)
         .catch(storeDown);
       if ("refused" in out) throw new ConnectError(out.refused, Code.ResourceExhausted);
       return { $typeName: "dispatcher.v1.EnqueueResponse", jobId: out.id, created: out.created };
@@ -131,6 +132,13 @@ export function jobToProto(j: AsyncJob): Job {
     idempotencyKey: j.idempotencyKey,
     deadline: ts(j.deadline),
   });
+}
+
+/** The Enqueue call's own trace context (its server span, when tracing is on), for the run's span to link to. */
+function traceparentNow(): string {
+  const carrier: Record<string, string> = {};
+  propagation.inject(context.active(), carrier);
+  return carrier["traceparent"] ?? "";
 }
 
 function checkId(id: string): string {
