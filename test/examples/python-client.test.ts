@@ -76,6 +76,23 @@ describe.skipIf(missing !== undefined)(`the Python client example${missing ? ` (
     expect(again.lines[0]).toMatchObject({ worker_id: answer!["worker_id"], affinity: "hit" });
   });
 
+  it("enqueues a background job, watches it to its end resuming midway, and dedupes by key", async () => {
+    const target = `127.0.0.1:${app.server.port}`;
+    const jobs = async (args: string[]) => {
+      const r = await run(PYTHON, [join("examples", "python", "jobs.py"), ...args], { timeout: 60_000 });
+      return r.stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    };
+    const lines = await jobs(["--target", target, "--json", '{"job": 1}', "--key", "py-1", "--stubs", stubs]);
+    expect(lines[0]).toMatchObject({ created: true });
+    const events = lines.slice(1, -1);
+    expect(events.map((e) => e["state"] ?? "chunk")).toEqual(["JOB_STATE_QUEUED", "JOB_STATE_RUNNING", "chunk", "JOB_STATE_SUCCEEDED"]);
+    // Resumed after the first event: no gap, no repeat.
+    expect(new Set(events.map((e) => e["event_id"])).size).toBe(events.length);
+    expect(lines.at(-1)).toMatchObject({ state: "JOB_STATE_SUCCEEDED", payload: { job: 1 }, attempts: 1 });
+    const again = await jobs(["--target", target, "--key", "py-1", "--stubs", stubs]);
+    expect(again[0]).toEqual({ job_id: lines[0]!["job_id"], created: false });
+  });
+
   it("prints the gRPC status of a failed call and exits 1", async () => {
     const { code, lines } = await client(["--target", `127.0.0.1:${app.server.port}`, "--backend", "nope", "--stubs", stubs]);
     expect(code).toBe(1);

@@ -26,4 +26,17 @@ describe("README's grpc-js client example", () => {
     expect(second).toMatchObject({ affinity: "hit", worker_id: first.worker_id });
     expect(first.json.structValue.fields.prompt.stringValue).toBe("hello");
   });
+
+  it("runs the background-jobs example: one job per idempotency key, watched to its end", async () => {
+    const run = () =>
+      new Promise<string>((resolve, reject) =>
+        execFile(process.execPath, ["examples/grpc-js-jobs.mjs", `127.0.0.1:${app.server.port}`], { timeout: 20_000 }, (err, stdout, stderr) =>
+          err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout),
+        ),
+      );
+    const first = JSON.parse(await run());
+    expect(first).toMatchObject({ created: true, state: "JOB_STATE_SUCCEEDED", events: ["JOB_STATE_QUEUED", "JOB_STATE_RUNNING", "chunk", "JOB_STATE_SUCCEEDED"] });
+    const second = JSON.parse(await run());
+    expect(second).toMatchObject({ job_id: first.job_id, created: false, state: "JOB_STATE_SUCCEEDED" });
+  });
 });
