@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick] [-- --suite e2e,core,metrics,scheduling,edge,attacks,replicas,limits]`: runs
+// `npm run bench [-- --quick] [-- --suite e2e,core,metrics,scheduling,edge,attacks,replicas,limits,jobs]`: runs
 // the suites in order, prints each table, writes JSON to bench/results/.
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -13,6 +13,7 @@ import { schedulingSuite } from "./suites/scheduling.js";
 import { streamSuite } from "./suites/stream.js";
 import { replicasSuite } from "./suites/replicas.js";
 import { limitsSuite } from "./suites/limits.js";
+import { jobsSuite } from "./suites/jobs.js";
 
 const suites: Record<string, (ctx: BenchContext) => Promise<unknown>> = {
   e2e: e2eSuite,
@@ -25,6 +26,7 @@ const suites: Record<string, (ctx: BenchContext) => Promise<unknown>> = {
   attacks: attacksSuite,
   replicas: replicasSuite,
   limits: limitsSuite,
+  jobs: jobsSuite,
 };
 
 const usage = `usage: node --expose-gc dist/bench/run.js [--quick | --smoke] [--suite NAMES] [--out DIR]

@@ -27,7 +27,7 @@ describe("npm run bench (smoke)", () => {
       maxBuffer: 16 * 1024 * 1024,
     });
     expect(stdout).toContain("done in");
-    for (const suite of ["e2e", "core", "metrics", "scheduling", "edge", "attacks", "fairness", "stream", "replicas", "limits"]) {
+    for (const suite of ["e2e", "core", "metrics", "scheduling", "edge", "attacks", "fairness", "stream", "replicas", "limits", "jobs"]) {
       const doc = JSON.parse(readFileSync(join(results, `${suite}.json`), "utf8")) as { suite: string; mode: string; machine: { node: string } };
       expect(doc.suite).toBe(suite);
       expect(doc.mode).toBe("smoke");
