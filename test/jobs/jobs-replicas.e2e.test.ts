@@ -23,7 +23,8 @@ describe.skipIf(missing !== undefined)("background jobs durable in Redis across 
       redisUrl: redis.url,
       // A claim not renewed for 2 s (a dead replica's) is taken over by a live one.
       extra: { jobs: { claim_timeout: "2s", max_running: 16, max_queued: JOBS } },
-      backends: [{ name: "work", kind: "echo", workers: 2, max_concurrency: 8, queue_capacity: 64, options: { delay_ms: 30 } }],
+      // 200 ms per job, 16 at once per replica: 1,000 jobs take a few seconds, so the kill lands mid-run.
+      backends: [{ name: "work", kind: "echo", workers: 2, max_concurrency: 8, queue_capacity: 64, options: { delay_ms: 200 } }],
     });
     clients = replicas.ports.map((p) => createClient(DispatcherService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${p}` })));
   }, 120_000);
@@ -43,8 +44,17 @@ describe.skipIf(missing !== undefined)("background jobs durable in Redis across 
     expect(new Set(ids).size).toBe(JOBS);
     // Kill replica 0 while it runs jobs: its claims lapse and the others take them over.
     const survivors = clients.slice(1);
-    const doneCount = async () => (await Promise.all(ids.slice(0, 200).map((jobId) => survivors[0]!.getJob({ jobId })))).filter((j) => terminal.has(j.state)).length;
-    for (let i = 0; i < 200 && (await doneCount()) < 40; i++) await new Promise((r) => setTimeout(r, 25));
+    const inflight = async () => {
+      const ac = new AbortController();
+      for await (const m of clients[0]!.workerMetrics({}, { signal: ac.signal })) {
+        ac.abort();
+        return m.workers.reduce((n, w) => n + w.inflight, 0);
+      }
+      return 0;
+    };
+    let running = 0;
+    for (let i = 0; i < 400 && (running = await inflight()) === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(running).toBeGreaterThan(0);
     await replicas.kill(0, "SIGKILL");
 
     const end = Date.now() + 60_000;
