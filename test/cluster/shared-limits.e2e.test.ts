@@ -5,6 +5,9 @@ import { DispatcherService } from "../../gen/dispatcher/v1/dispatcher_pb.js";
 import { redisMissing, startRedis, type RedisProcess } from "../helpers/redis-server.js";
 import { startReplicas, type Replicas } from "../helpers/replicas.js";
 import { startUpstream, type TestUpstream } from "../helpers/upstream.js";
+import { spawn, type ChildProcess } from "node:child_process";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
 
 const missing = redisMissing();
 if (missing !== undefined) console.warn(`skipping: ${missing}`);
@@ -26,9 +29,8 @@ function maxInWindow(times: number[], windowMs: number): number {
 describe.skipIf(missing !== undefined)("requests_per_minute shared by 3 replicas through Redis, against a counting upstream", () => {
   let redis: RedisProcess;
   let replicas: Replicas;
-  let upstream: TestUpstream;
-  const arrivals: number[] = [];
-  let refusedByUpstream = 0;
+  let upstream: ChildProcess;
+  let upstreamUrl: string;
   let clients: Client<typeof DispatcherService>[];
   let slow: TestUpstream;
   let concurrent = 0;
@@ -37,16 +39,9 @@ describe.skipIf(missing !== undefined)("requests_per_minute shared by 3 replicas
   beforeAll(async () => {
     redis = await startRedis();
     // The upstream counts arrivals and enforces L per window itself, answering 429 past it, as a provider does.
-    upstream = await startUpstream((_req, res) => {
-      const now = performance.now();
-      if (arrivals.filter((t) => now - t <= WINDOW_MS).length >= L) {
-        refusedByUpstream++;
-        res.writeHead(429, { "retry-after": "1", "content-type": "application/json" }).end('{"error":"rate limited"}');
-        return;
-      }
-      arrivals.push(now);
-      res.writeHead(200, { "content-type": "application/json" }).end('{"ok":true}');
-    });
+    upstream = spawn(process.execPath, [join(import.meta.dirname, "counting-upstream.mjs"), String(L), String(WINDOW_MS)], { stdio: ["ignore", "pipe", "inherit"] });
+    const port = await new Promise<string>((resolve) => createInterface({ input: upstream.stdout! }).once("line", resolve));
+    upstreamUrl = `http://127.0.0.1:${port}`;
     // An upstream that takes 30 ms per call and counts how many it holds at once.
     slow = await startUpstream((_req, res) => {
       mostConcurrent = Math.max(mostConcurrent, ++concurrent);
@@ -59,7 +54,7 @@ describe.skipIf(missing !== undefined)("requests_per_minute shared by 3 replicas
       count: 3,
       redisUrl: redis.url,
       backends: [{
-        name: "api", kind: "http", endpoints: [{ url: upstream.url, name: "key1" }],
+        name: "api", kind: "http", endpoints: [{ url: upstreamUrl, name: "key1" }],
         max_concurrency: 32, queue_capacity: 1_000,
         limits: { requests_per_minute: L, window: `${WINDOW_MS}ms` },
       }, {
@@ -73,7 +68,7 @@ describe.skipIf(missing !== undefined)("requests_per_minute shared by 3 replicas
 
   afterAll(async () => {
     await replicas?.stop();
-    await upstream?.close();
+    upstream?.kill();
     await slow?.close();
     await redis?.stop();
   });
@@ -89,6 +84,7 @@ describe.skipIf(missing !== undefined)("requests_per_minute shared by 3 replicas
       calls.push(clients[i % 3]!.submit({ backend: "api" }, { timeoutMs: 30_000 }).then(() => "ok", (e: Error) => e.message));
     }
     const outcomes = await Promise.all(calls);
+    const { arrivals, refused: refusedByUpstream } = (await (await fetch(`${upstreamUrl}/stats`)).json()) as { arrivals: number[]; refused: number };
     const failed = outcomes.filter((o) => o !== "ok");
     expect(failed).toEqual([]);
     const most = maxInWindow(arrivals, WINDOW_MS);
