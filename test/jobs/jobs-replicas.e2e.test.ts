@@ -1,7 +1,7 @@
-import { createClient, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DispatcherService, JobState } from "../../gen/dispatcher/v1/dispatcher_pb.js";
+import { DispatcherService, JobState, type Job } from "../../gen/dispatcher/v1/dispatcher_pb.js";
 import { redisMissing, startRedis, type RedisProcess } from "../helpers/redis-server.js";
 import { startReplicas, type Replicas } from "../helpers/replicas.js";
 
@@ -10,6 +10,27 @@ if (missing !== undefined) console.warn(`skipping: ${missing}`);
 
 const JOBS = 1_000;
 const terminal = new Set([JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED]);
+
+/**
+ * GetJob of every id, 100 at a time, as a client polls; UNAVAILABLE (a Redis round trip over
+ * cluster.redis_timeout on this loaded machine) is retried, as gRPC clients retry it.
+ */
+async function getAll(ids: string[], via: (i: number) => Client<typeof DispatcherService>): Promise<Job[]> {
+  const out: Job[] = [];
+  for (let i = 0; i < ids.length; i += 100) {
+    out.push(...(await Promise.all(ids.slice(i, i + 100).map(async (jobId, k) => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await via(i + k).getJob({ jobId });
+        } catch (e) {
+          if (attempt >= 5 || ConnectError.from(e).code !== Code.Unavailable) throw e;
+          await new Promise((r) => setTimeout(r, 100 * attempt));
+        }
+      }
+    }))));
+  }
+  return out;
+}
 
 describe.skipIf(missing !== undefined)("background jobs durable in Redis across 3 replicas, one SIGKILLed mid-run", () => {
   let redis: RedisProcess;
@@ -58,10 +79,10 @@ describe.skipIf(missing !== undefined)("background jobs durable in Redis across 
     await replicas.kill(0, "SIGKILL");
 
     const end = Date.now() + 60_000;
-    let jobs = await Promise.all(ids.map((jobId, i) => survivors[i % 2]!.getJob({ jobId })));
+    let jobs = await getAll(ids, (i) => survivors[i % 2]!);
     while (jobs.some((j) => !terminal.has(j.state)) && Date.now() < end) {
       await new Promise((r) => setTimeout(r, 250));
-      jobs = await Promise.all(ids.map((jobId, i) => survivors[i % 2]!.getJob({ jobId })));
+      jobs = await getAll(ids, (i) => survivors[i % 2]!);
     }
     const byState = new Map<string, number>();
     for (const j of jobs) byState.set(JobState[j.state], (byState.get(JobState[j.state]) ?? 0) + 1);
@@ -75,7 +96,7 @@ describe.skipIf(missing !== undefined)("background jobs durable in Redis across 
       expect(j.result?.payload.case).toBe("binary");
       expect(new TextDecoder().decode(j.result!.payload.value as Uint8Array)).toBe(`job-${i}`);
     }
-    const other = await Promise.all(ids.map((jobId, i) => survivors[(i + 1) % 2]!.getJob({ jobId })));
+    const other = await getAll(ids, (i) => survivors[(i + 1) % 2]!);
     expect(other.map((j) => j.state)).toEqual(jobs.map((j) => j.state));
     // Exactly one terminal event per job, re-run ones included (and a sample of the others).
     for (const j of [...rerun, ...jobs.filter((x) => x.attempts === 1).slice(0, 50)]) {
