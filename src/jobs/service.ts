@@ -37,6 +37,8 @@ const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** Events per store read while watching, and how often a live watch looks for more, ms. */
 const PAGE = 100;
 const POLL_MS = 50;
+/** WatchJob streams one replica serves at once: each polls the store, so a client must not open them without bound. */
+export const MAX_WATCHES = 1_000;
 
 const states: Record<AsyncJobState, JobState> = {
   queued: JobState.QUEUED,
@@ -48,7 +50,8 @@ const states: Record<AsyncJobState, JobState> = {
 };
 
 /** The four RPCs of background jobs (DESIGN.md §12), over a JobStore; the runner (runner.ts) runs what they accept. */
-export function jobMethods(dispatcher: Dispatcher, store: JobStore, settings: JobsSettings, limits: Limits) {
+export function jobMethods(dispatcher: Dispatcher, store: JobStore, settings: JobsSettings, limits: Limits, maxWatches = MAX_WATCHES) {
+  let watching = 0;
   return {
     async enqueue(req: EnqueueRequest): Promise<EnqueueResponse> {
       const r = req.request;
@@ -93,27 +96,39 @@ export function jobMethods(dispatcher: Dispatcher, store: JobStore, settings: Jo
       if (after !== undefined && !store.validEventId(after)) {
         throw new ConnectError(`after_event_id: "${after.slice(0, 64)}" is not an event id of this service`, Code.InvalidArgument);
       }
-      for (;;) {
-        const page = await store.events(id, after, PAGE).catch(storeDown);
-        if (page === undefined) throw notFound(id);
-        for (const e of page.events) {
-          after = e.id;
-          const ev = create(JobEventSchema, { eventId: e.id, time: timestampFromMs(e.time) });
-          if (e.chunk !== undefined) ev.event = { case: "chunk", value: fromBinary(ChunkSchema, e.chunk) };
-          else if (e.state !== undefined) {
-            ev.event = { case: "state", value: states[e.state] };
-            if (isTerminal(e.state)) ev.job = jobToProto(page.job);
-          }
-          yield ev;
-          if (e.state !== undefined && isTerminal(e.state)) return;
-        }
-        if (page.events.length === PAGE) continue;
-        // Resumed after the terminal event: nothing more will come.
-        if (isTerminal(page.job.state)) return;
-        await sleepUnless(POLL_MS, ctx.signal);
+      if (watching >= maxWatches) {
+        throw new ConnectError(`${watching} WatchJob streams are open, the most this replica serves; poll GetJob or try again`, Code.ResourceExhausted);
+      }
+      watching++;
+      try {
+        yield* watch(id, after, ctx);
+      } finally {
+        watching--;
       }
     },
   };
+
+  async function* watch(id: string, after: string | undefined, ctx: HandlerContext): AsyncGenerator<JobEvent> {
+    for (;;) {
+      const page = await store.events(id, after, PAGE).catch(storeDown);
+      if (page === undefined) throw notFound(id);
+      for (const e of page.events) {
+        after = e.id;
+        const ev = create(JobEventSchema, { eventId: e.id, time: timestampFromMs(e.time) });
+        if (e.chunk !== undefined) ev.event = { case: "chunk", value: fromBinary(ChunkSchema, e.chunk) };
+        else if (e.state !== undefined) {
+          ev.event = { case: "state", value: states[e.state] };
+          if (isTerminal(e.state)) ev.job = jobToProto(page.job);
+        }
+        yield ev;
+        if (e.state !== undefined && isTerminal(e.state)) return;
+      }
+      if (page.events.length === PAGE) continue;
+      // Resumed after the terminal event: nothing more will come.
+      if (isTerminal(page.job.state)) return;
+      await sleepUnless(POLL_MS, ctx.signal);
+    }
+  }
 }
 
 export function jobToProto(j: AsyncJob): Job {
