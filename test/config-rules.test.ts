@@ -50,7 +50,7 @@ describe("config errors", () => {
     expect(errorsOf({ backends: [{ name: "g", kind: "echo", limits: { requests_per_minute: 0, window: 0, tokens: 5 } }] })).toEqual([
       "backends[0].limits.requests_per_minute: expected an integer ≥ 1 (got 0)",
       "backends[0].limits.window: expected a duration > 0 (got 0)",
-      "backends[0].limits.tokens: unknown key; known: requests_per_minute, tokens_per_minute, max_concurrency, window, token_estimate (got 5)",
+      "backends[0].limits.tokens: unknown key; known: requests_per_minute, tokens_per_minute, max_concurrency, window, token_estimate, adaptive_concurrency (got 5)",
     ]);
   });
 

@@ -84,13 +84,16 @@ const server = table({
 });
 
 /** Rate and concurrency limits of a backend or one endpoint (DESIGN.md §11; docs/limits.md). */
-const limitsTable = table({
+const limitFields = {
   requests_per_minute: int(1).optional(),
   tokens_per_minute: int(1).optional(),
   max_concurrency: int(1).optional(),
   window: duration.refine((ms) => ms > 0, { error: "expected a duration > 0" }).optional(),
   token_estimate: int(0).optional(),
-});
+};
+const limitsTable = table(limitFields);
+/** A backend's limits may also adapt each worker's concurrency to its upstream's 429s. */
+const backendLimitsTable = table({ ...limitFields, adaptive_concurrency: bool.optional() });
 
 const endpoint = z.preprocess(
   (v) => (typeof v === "string" ? { url: v } : v),
@@ -143,7 +146,7 @@ const backend = table({
   expose_upstream_errors: bool.optional(),
   ttft_timeout: duration.optional(),
   stall_timeout: duration.optional(),
-  limits: limitsTable.optional(),
+  limits: backendLimitsTable.optional(),
   scheduling: table({
     priority_levels: int(1, 16).optional(),
     default_priority: int(0, 15).optional(),
@@ -297,4 +300,4 @@ function isMapping(v: unknown): v is Record<string, unknown> {
 
 export type ConfigFile = z.output<typeof configFile>;
 
-export type LimitsFile = z.output<typeof limitsTable>;
+export type LimitsFile = z.output<typeof backendLimitsTable>;

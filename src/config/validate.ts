@@ -124,6 +124,7 @@ function toLimitOptions(l: LimitsFile): LimitOptions {
   if (l.max_concurrency !== undefined) out.maxConcurrency = l.max_concurrency;
   if (l.window !== undefined) out.windowMs = l.window;
   if (l.token_estimate !== undefined) out.tokenEstimate = l.token_estimate;
+  if (l.adaptive_concurrency !== undefined) out.adaptiveConcurrency = l.adaptive_concurrency;
   return out;
 }
 

@@ -1,3 +1,4 @@
+import { adaptDown } from "./adaptive.js";
 import { DispatchError } from "./errors.js";
 import { isChunkStream, type ChunkStream, type HandlerResult } from "./handler.js";
 import type { Job } from "./job.js";
@@ -125,7 +126,10 @@ export class Attempts {
     }
     const err = DispatchError.from(e);
     // A handler's RESOURCE_EXHAUSTED is its upstream's 429: pause the worker (Retry-After, else 1 s; at most 60 s).
-    if (err.code === "resource_exhausted") life.gate.pause(run.worker, Math.min(60_000, Math.max(1, err.retryAfterMs ?? 1_000)));
+    if (err.code === "resource_exhausted") {
+      life.gate.pause(run.worker, Math.min(60_000, Math.max(1, err.retryAfterMs ?? 1_000)));
+      adaptDown(run.worker, now);
+    }
     const delay = this.retryDelay(job, err, now);
     if (delay < 0) {
       life.settle(job, "error", err);

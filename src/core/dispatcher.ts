@@ -123,7 +123,10 @@ class DispatcherImpl implements Dispatcher {
       (w, i) =>
         new Worker<Job>(`${o.name}/${w.name ?? i}`, o.name, i, w.maxConcurrency, w.queueCapacity, w.weight, w.endpoint, fair),
     );
-    for (const [i, w] of workers.entries()) w.limits = workerLimits(o.workers[i]!.limits, o.limits);
+    for (const [i, w] of workers.entries()) {
+      w.limits = workerLimits(o.workers[i]!.limits, o.limits);
+      if (options.limits?.adaptiveConcurrency === true) w.adaptive = { ceiling: w.maxConcurrency, streak: 0, decreasedAt: -Infinity };
+    }
     this.entries.set(o.name, {
       name: o.name,
       handler: o.handler,

@@ -1,3 +1,4 @@
+import { adaptUp } from "./adaptive.js";
 import type { CapacityGate } from "./capacity.js";
 import { tokensUsed } from "./capacity.js";
 import type { Clock } from "./clock.js";
@@ -189,6 +190,8 @@ export class Lifecycle implements JobOwner {
       case "ok":
         w.completed++;
         noteSuccess(w);
+        // A slot added back is used by the pump that follows this settle.
+        adaptUp(w);
         break;
       case "error":
       case "timeout":

@@ -16,6 +16,8 @@ export interface LimitOptions {
   windowMs?: number;
   /** Tokens reserved for a request that does not say (max_tokens). Default 0. */
   tokenEstimate?: number;
+  /** On a backend: each worker halves its concurrency on an upstream 429 and grows it back on success (AIMD; adaptive.ts). Default false. */
+  adaptiveConcurrency?: boolean;
 }
 
 export interface ValidLimits {

@@ -1,3 +1,4 @@
+import type { Adaptive } from "./adaptive.js";
 import type { WorkerLimits } from "./capacity.js";
 import { FairQueue, type FairNode, type FairPolicy } from "./fair-queue.js";
 import { JobQueue } from "./queue.js";
@@ -61,6 +62,8 @@ export class Worker<J extends FairNode = FairNode> implements WorkerView {
   returnTimer: unknown = undefined;
   /** Rate and concurrency limits (capacity.ts); undefined for a worker without any, whose starts cost nothing extra. */
   limits: WorkerLimits | undefined = undefined;
+  /** Set where the backend adapts its concurrency to its upstream's 429s (adaptive.ts). */
+  adaptive: Adaptive | undefined = undefined;
   readonly queueWait: SampleWindow = createSampleWindow();
   readonly execution: SampleWindow = createSampleWindow();
 
@@ -68,7 +71,8 @@ export class Worker<J extends FairNode = FairNode> implements WorkerView {
     readonly id: string,
     readonly backend: string,
     readonly index: number,
-    readonly maxConcurrency: number,
+    /** Jobs it runs at once; adaptive concurrency (adaptive.ts) moves it between 1 and its configured value. */
+    public maxConcurrency: number,
     readonly queueCapacity: number,
     readonly weight: number,
     readonly endpoint: string | undefined,

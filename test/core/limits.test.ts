@@ -308,3 +308,42 @@ describe("the dispatcher under limits", () => {
     for (const w of d.snapshot()) expect(w.inflight + w.queued).toBe(0);
   });
 });
+
+describe("adaptive concurrency (AIMD)", () => {
+  /** An upstream that answers 429 past 3 calls at once; 240 jobs offered 12 at a time by one worker. */
+  async function run(adaptive: boolean): Promise<{ throttled: number; ok: number; final: number }> {
+    let running = 0;
+    let throttled = 0;
+    const d = createDispatcher({
+      backends: [{
+        name: "b", maxConcurrency: 12, queueCapacity: 300,
+        limits: { adaptiveConcurrency: adaptive },
+        handler: async () => {
+          if (running >= 3) {
+            throttled++;
+            throw new DispatchError("resource_exhausted", "upstream 429", { retryAfterMs: 1 });
+          }
+          running++;
+          await new Promise((r) => setTimeout(r, 5));
+          running--;
+          return { json: null };
+        },
+      }],
+    });
+    const outcomes = await Promise.all(Array.from({ length: 240 }, () => d.submit({ backend: "b" }).then(() => "ok", () => "429")));
+    const final = d.snapshot()[0]!.maxConcurrency;
+    await d.close();
+    return { throttled, ok: outcomes.filter((o) => o === "ok").length, final };
+  }
+
+  it("backs off on 429s towards what the upstream sustains, and earns far fewer 429s than a fixed concurrency", async () => {
+    const fixed = await run(false);
+    const adaptive = await run(true);
+    console.log(`upstream sustaining 3 at once, 240 jobs: fixed concurrency 12 earned ${fixed.throttled} 429s (${fixed.ok} ok); adaptive ${adaptive.throttled} (${adaptive.ok} ok), ending at ${adaptive.final}`);
+    expect(fixed.final).toBe(12);
+    expect(adaptive.final).toBeLessThan(12);
+    expect(adaptive.final).toBeGreaterThanOrEqual(1);
+    expect(adaptive.throttled).toBeLessThan(fixed.throttled / 3);
+    expect(adaptive.ok).toBeGreaterThan(fixed.ok);
+  });
+});
