@@ -6,7 +6,6 @@ import {
   ChunkSchema,
   JobEventSchema,
   JobSchema,
-  JobState,
   SubmitRequestSchema,
   SubmitResponseSchema,
   type CancelJobRequest,
@@ -17,8 +16,9 @@ import {
   type JobEvent,
   type WatchJobRequest,
 } from "../../gen/dispatcher/v1/dispatcher_pb.js";
-import { isTerminal, type AsyncJob, type AsyncJobState, type Dispatcher, type ErrorCode, type JobStore } from "../core/index.js";
+import { isTerminal, type AsyncJob, type Dispatcher, type ErrorCode, type JobStore } from "../core/index.js";
 import { checkSubmit } from "../server/dispatcher-service.js";
+import { jobStateToProto } from "../server/convert.js";
 import { statusOfCode } from "../server/errors.js";
 import type { Limits } from "../server/limits.js";
 
@@ -40,14 +40,6 @@ const POLL_MS = 50;
 /** WatchJob streams one replica serves at once: each polls the store, so a client must not open them without bound. */
 export const MAX_WATCHES = 1_000;
 
-const states: Record<AsyncJobState, JobState> = {
-  queued: JobState.QUEUED,
-  running: JobState.RUNNING,
-  succeeded: JobState.SUCCEEDED,
-  failed: JobState.FAILED,
-  cancelled: JobState.CANCELLED,
-  expired: JobState.EXPIRED,
-};
 
 /** The four RPCs of background jobs (DESIGN.md §12), over a JobStore; the runner (runner.ts) runs what they accept. */
 export function jobMethods(dispatcher: Dispatcher, store: JobStore, settings: JobsSettings, limits: Limits, maxWatches = MAX_WATCHES) {
@@ -117,7 +109,7 @@ export function jobMethods(dispatcher: Dispatcher, store: JobStore, settings: Jo
         const ev = create(JobEventSchema, { eventId: e.id, time: timestampFromMs(e.time) });
         if (e.chunk !== undefined) ev.event = { case: "chunk", value: fromBinary(ChunkSchema, e.chunk) };
         else if (e.state !== undefined) {
-          ev.event = { case: "state", value: states[e.state] };
+          ev.event = { case: "state", value: jobStateToProto(e.state) };
           if (isTerminal(e.state)) ev.job = jobToProto(page.job);
         }
         yield ev;
@@ -136,7 +128,7 @@ export function jobToProto(j: AsyncJob): Job {
   return create(JobSchema, {
     jobId: j.id,
     backend: j.backend,
-    state: states[j.state],
+    state: jobStateToProto(j.state),
     result: j.result === undefined ? undefined : fromBinary(SubmitResponseSchema, j.result),
     error: j.errorCode === "" ? undefined : { code: statusOfCode(j.errorCode as ErrorCode), message: j.errorMessage },
     createdAt: ts(j.createdAt),

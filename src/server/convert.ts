@@ -1,6 +1,7 @@
 import { create, fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
 import { timestampFromMs, ValueSchema, type Duration, type Value } from "@bufbuild/protobuf/wkt";
 import {
+  JobState,
   SubmitResponseSchema,
   SubmitStreamResponseSchema,
   type Chunk,
@@ -11,7 +12,7 @@ import {
   type SubmitResponse,
   type WorkerMetric,
 } from "../../gen/dispatcher/v1/dispatcher_pb.js";
-import type { JobResult, Payload, StreamEvent, WorkerSnapshot, WorkerState } from "../core/index.js";
+import type { AsyncJobState, JobResult, Payload, StreamEvent, WorkerSnapshot, WorkerState } from "../core/index.js";
 
 /** Proto payload → core payload. An absent payload is JSON null. */
 export function payloadFromProto(p: SubmitRequest["payload"]): Payload {
@@ -142,4 +143,18 @@ export function durationOf(ms: number): Duration {
   // A literal, not create(DurationSchema, …): the same message without create()'s generic field walk,
   // which showed in the Submit profile (two per response).
   return { $typeName: "google.protobuf.Duration", seconds: BigInt(seconds), nanos };
+}
+
+const jobStates: Record<AsyncJobState, JobState> = {
+  queued: JobState.QUEUED,
+  running: JobState.RUNNING,
+  succeeded: JobState.SUCCEEDED,
+  failed: JobState.FAILED,
+  cancelled: JobState.CANCELLED,
+  expired: JobState.EXPIRED,
+};
+
+/** A background job's state as the proto spells it. */
+export function jobStateToProto(s: AsyncJobState): JobState {
+  return jobStates[s];
 }

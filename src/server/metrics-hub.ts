@@ -4,7 +4,6 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import {
   ClusterMetricSchema,
   JobCountSchema,
-  JobState,
   type JobCount,
   WorkerMetricsResponseSchema,
   type ClusterMetric,
@@ -14,7 +13,7 @@ import {
 import type { ClusterSnapshot } from "../cluster/redis-health.js";
 import type { AsyncJobState, WorkerSnapshot } from "../core/index.js";
 import type { JobCounts } from "../jobs/counts.js";
-import { durationOf, workerMetricToProto } from "./convert.js";
+import { durationOf, jobStateToProto, workerMetricToProto } from "./convert.js";
 
 /**
  * Fans metrics out to WorkerMetrics streams. One timer and one snapshot per
@@ -262,20 +261,12 @@ export function createMetricsHub(snapshot: () => WorkerSnapshot[], cluster?: () 
 }
 
 
-const jobStates: Record<AsyncJobState, JobState> = {
-  queued: JobState.QUEUED,
-  running: JobState.RUNNING,
-  succeeded: JobState.SUCCEEDED,
-  failed: JobState.FAILED,
-  cancelled: JobState.CANCELLED,
-  expired: JobState.EXPIRED,
-};
 
 function jobCountsToProto(counts: JobCounts): JobCount[] {
   const out: JobCount[] = [];
   for (const [backend, byState] of Object.entries(counts)) {
     for (const [state, n] of Object.entries(byState)) {
-      out.push(create(JobCountSchema, { backend, state: jobStates[state as AsyncJobState], count: BigInt(n ?? 0) }));
+      out.push(create(JobCountSchema, { backend, state: jobStateToProto(state as AsyncJobState), count: BigInt(n ?? 0) }));
     }
   }
   return out;

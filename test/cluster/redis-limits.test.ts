@@ -6,6 +6,7 @@ import { createInterface } from "node:readline";
 import { build } from "esbuild";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { maxInWindow } from "../helpers/windows.js";
 import { connectRedis, redisReady } from "../../src/cluster/redis.js";
 import { RedisLimitStore } from "../../src/cluster/redis-limits.js";
 import { LocalLimitStore, systemClock, type CapacityAnswer, type CapacityRequest, type LimitSpec } from "../../src/core/index.js";
@@ -16,16 +17,6 @@ if (missing !== undefined) console.warn(`skipping: ${missing}`);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** The most grants in any window of `windowMs`. */
-function maxInWindow(times: number[], windowMs: number): number {
-  const t = [...times].sort((a, b) => a - b);
-  let most = 0;
-  for (let i = 0, j = 0; i < t.length; i++) {
-    while (t[i]! - t[j]! > windowMs) j++;
-    most = Math.max(most, i - j + 1);
-  }
-  return most;
-}
 
 describe.skipIf(missing !== undefined)("limits shared through a real Redis", () => {
   let server: RedisProcess;

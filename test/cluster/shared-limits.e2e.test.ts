@@ -1,6 +1,7 @@
 import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { maxInWindow } from "../helpers/windows.js";
 import { DispatcherService } from "../../gen/dispatcher/v1/dispatcher_pb.js";
 import { redisMissing, startRedis, type RedisProcess } from "../helpers/redis-server.js";
 import { startReplicas, type Replicas } from "../helpers/replicas.js";
@@ -15,16 +16,6 @@ if (missing !== undefined) console.warn(`skipping: ${missing}`);
 const L = 100;
 const WINDOW_MS = 1_000;
 
-/** The most arrivals in any window of `windowMs`. */
-function maxInWindow(times: number[], windowMs: number): number {
-  const t = [...times].sort((a, b) => a - b);
-  let most = 0;
-  for (let i = 0, j = 0; i < t.length; i++) {
-    while (t[i]! - t[j]! > windowMs) j++;
-    most = Math.max(most, i - j + 1);
-  }
-  return most;
-}
 
 describe.skipIf(missing !== undefined)("requests_per_minute shared by 3 replicas through Redis, against a counting upstream", () => {
   let redis: RedisProcess;

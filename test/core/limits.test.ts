@@ -1,18 +1,9 @@
 import { describe, expect, it } from "vitest";
+import { maxInWindow } from "../helpers/windows.js";
 import { createDispatcher, DispatchError, LocalLimitStore, systemClock, type CapacityAnswer, type CapacityRequest, type LimitStore } from "../../src/core/index.js";
 import { jitterClock } from "../helpers/jitter-clock.js";
 import { flush, manualClock, seededRandom } from "../helpers/manual-clock.js";
 
-/** The most starts in any window of `windowMs` (a start at t counts in [t, t + windowMs]). */
-function maxInWindow(times: number[], windowMs: number): number {
-  const t = [...times].sort((a, b) => a - b);
-  let most = 0;
-  for (let i = 0, j = 0; i < t.length; i++) {
-    while (t[i]! - t[j]! > windowMs) j++;
-    most = Math.max(most, i - j + 1);
-  }
-  return most;
-}
 
 const spec = (o: Partial<{ requestsPerMinute: number; tokensPerMinute: number; maxConcurrency: number }>, windowMs = 1_000) => ({ key: "worker:b/0", windowMs, ...o });
 
