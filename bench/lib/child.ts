@@ -16,11 +16,13 @@ const targetsDir = new URL("../targets/", import.meta.url);
 /**
  * Forks `bench/targets/<file>.js` and waits for its "ready" message. A target
  * that fails to start (e.g. a module not built on this branch) rejects with
- * the reason it reported.
+ * the reason it reported. With BENCH_CPU_PROF=<dir> set, each target writes
+ * a V8 CPU profile there when it stops (for finding where a figure goes).
  */
 export function startTarget(name: string, file: string, args: string[] = [], execArgv: string[] = [], execPath?: string): Promise<Target> {
+  const profileDir = process.env["BENCH_CPU_PROF"];
   const child = fork(fileURLToPath(new URL(`${file}.js`, targetsDir)), args, {
-    execArgv,
+    execArgv: profileDir ? [...execArgv, "--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`] : execArgv,
     execPath,
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });

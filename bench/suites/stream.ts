@@ -1,3 +1,8 @@
+import * as http from "node:http";
+import * as http2 from "node:http2";
+import { create, fromJson, toBinary, type JsonValue } from "@bufbuild/protobuf";
+import { ValueSchema } from "@bufbuild/protobuf/wkt";
+import { SubmitRequestSchema } from "../../gen/dispatcher/v1/dispatcher_pb.js";
 import { startTarget, type Target } from "../lib/child.js";
 import { fmt, percentile, table, writeResult, type BenchContext } from "../lib/report.js";
 
@@ -9,120 +14,208 @@ const SUBMIT_STREAM = "/dispatcher.v1.DispatcherService/SubmitStream";
  * Streaming: time to first chunk through the dispatcher against calling the
  * fake OpenAI-compatible upstream (examples/fake-llm.mjs) directly, with 100
  * streams open at once (closed loop: each of 100 callers starts its next
- * stream when the last one ended), in alternating rounds; and chunks per
- * second through the dispatcher (echo streaming a payload in 1,024 chunks).
+ * stream when the last one ended), in alternating rounds, at two upstream
+ * paces, with the dispatcher's own CPU per stream; and chunks per second
+ * through the dispatcher (echo streaming a payload in 1,024 chunks).
  * The upstream and the dispatcher each run in their own process; the bench
- * process is the client, with the same client (fetch) on both paths: the
- * upstream's server-sent events directly, the dispatcher's SubmitStream over
- * the Connect protocol (HTTP/1.1, JSON).
+ * process is the client, with Node's own lean clients on both paths, as an
+ * application would call each: the upstream's server-sent events over
+ * keep-alive HTTP/1.1 (node:http), the dispatcher's SubmitStream over gRPC
+ * (node:http2, one connection, frames read without decoding the messages).
  */
-export async function streamSuite(ctx: BenchContext): Promise<Record<string, unknown>> {
-  const rounds = ctx.mode === "full" ? 10 : ctx.mode === "quick" ? 4 : 1;
-  const perCaller = ctx.mode === "smoke" ? 1 : 5;
-  const targets: Target[] = [];
-  try {
-    const fake = await startTarget("fake-llm", "fake-llm", ["--ttft-ms", "20", "--token-ms", "2"]);
-    targets.push(fake);
-    const upstream = `http://127.0.0.1:${fake.port}`;
-    const dispatcher = await startTarget("dispatcher", "dispatcher", ["--genai", upstream]);
-    targets.push(dispatcher);
-    const base = `http://127.0.0.1:${dispatcher.port}`;
-    const words = Array.from({ length: TOKENS }, (_, i) => `t${i}`).join(" ");
-    const chat = { model: "m", stream: true, messages: [{ role: "user", content: words }] };
+/** Upstream paces: a served model's (the target is checked here) and one ten times faster, where CPU per stream shows. */
+const PACES = [
+  { name: "LLM pace", ttftMs: 200, tokenMs: 25, target: true },
+  { name: "stress pace", ttftMs: 20, tokenMs: 2, target: false },
+] as const;
 
-    const direct = () =>
-      firstChunk(`${upstream}/v1/chat/completions`, { "content-type": "application/json" }, JSON.stringify(chat), '"content"');
-    const through = () =>
-      firstChunk(`${base}${SUBMIT_STREAM}`, connectHeaders, envelope({ backend: "chat", json: chat }), '"chunk"');
-
-    const ttft: Record<"direct" | "dispatcher", number[]> = { direct: [], dispatcher: [] };
-    const loop = async (run: () => Promise<number>, into: number[]) => {
-      await Promise.all(
-        Array.from({ length: CONCURRENCY }, async () => {
-          for (let i = 0; i < perCaller; i++) into.push(await run());
-        }),
-      );
-    };
-    // One unmeasured round each: connections, JIT.
-    await loop(direct, []);
-    await loop(through, []);
-    for (let r = 0; r < rounds; r++) {
-      for (const which of r % 2 === 0 ? (["direct", "dispatcher"] as const) : (["dispatcher", "direct"] as const)) {
-        await loop(which === "direct" ? direct : through, ttft[which]);
-      }
-      ctx.log(`stream round ${r + 1}/${rounds}`);
-    }
-
-    // Chunks per second through the dispatcher: echo streams a 64 KiB string in 1,024 chunks, 32 streams at once.
-    const streams = ctx.mode === "smoke" ? 4 : 32;
-    const text = "x".repeat(64 * 1024);
-    const t0 = performance.now();
-    const counts = await Promise.all(
-      Array.from({ length: streams }, () => countChunks(`${base}${SUBMIT_STREAM}`, envelope({ backend: "echo", json: text, metadata: { stream_chunks: "1024" } }))),
-    );
-    const chunksPerSecond = counts.reduce((a, b) => a + b, 0) / ((performance.now() - t0) / 1000);
-
-    const p = (xs: number[], q: number) => percentile(xs, q);
-    const added50 = p(ttft.dispatcher, 0.5) - p(ttft.direct, 0.5);
-    const added99 = p(ttft.dispatcher, 0.99) - p(ttft.direct, 0.99);
-    ctx.log(
-      `\nStreaming: ${CONCURRENCY} streams open at once (closed loop, ${perCaller} per caller per round, ${rounds} alternating rounds), ` +
-        `${TOKENS} tokens each; fake upstream: 20 ms to the first token, 2 ms apart; upstream, dispatcher and client in three processes`,
-    );
-    ctx.log(
-      table(
-        ["figure", "direct to the upstream", "through the dispatcher", "added", "target"],
-        [
-          ["time to first chunk p50 ms", fmt(p(ttft.direct, 0.5), 2), fmt(p(ttft.dispatcher, 0.5), 2), fmt(added50, 2), ""],
-          ["time to first chunk p99 ms", fmt(p(ttft.direct, 0.99), 2), fmt(p(ttft.dispatcher, 0.99), 2), fmt(added99, 2), "≤ 1 ms added"],
-          [`chunks/s through the dispatcher (echo, ${streams} streams)`, "", fmt(chunksPerSecond), "", ""],
-        ],
-      ),
-    );
-    const data = { concurrency: CONCURRENCY, tokens: TOKENS, rounds, perCaller, samples: ttft.dispatcher.length, addedP50Ms: added50, addedP99Ms: added99, chunksPerSecond, ttft };
-    ctx.log(`wrote ${writeResult(ctx, "stream", data)}`);
-    return data;
-  } finally {
-    await Promise.all(targets.map((t) => t.stop()));
-  }
+interface PaceResult {
+  name: string;
+  ttftMs: number;
+  tokenMs: number;
+  direct: number[];
+  dispatcher: number[];
+  /** The dispatcher's own CPU (user + system) per stream through it, in ms. */
+  cpuPerStreamMs: number;
+  streamsPerSecond: number;
 }
 
-const connectHeaders = { "content-type": "application/connect+json", "connect-protocol-version": "1" };
+export async function streamSuite(ctx: BenchContext): Promise<Record<string, unknown>> {
+  const rounds = ctx.mode === "full" ? 10 : ctx.mode === "quick" ? 4 : 1;
+  const perCaller = ctx.mode === "smoke" ? 1 : 3;
+  const results: PaceResult[] = [];
+  let chunksPerSecond = 0;
+  for (const pace of PACES) {
+    const targets: Target[] = [];
+    try {
+      const fake = await startTarget("fake-llm", "fake-llm", ["--ttft-ms", String(pace.ttftMs), "--token-ms", String(pace.tokenMs)]);
+      targets.push(fake);
+      const dispatcher = await startTarget("dispatcher", "dispatcher", ["--genai", `http://127.0.0.1:${fake.port}`]);
+      targets.push(dispatcher);
+      const session = http2.connect(`http://127.0.0.1:${dispatcher.port}`);
+      const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
+      try {
+        const words = Array.from({ length: TOKENS }, (_, i) => `t${i}`).join(" ");
+        const chat = { model: "m", stream: true, messages: [{ role: "user", content: words }] };
+        const body = JSON.stringify(chat);
+        const request = submitStreamRequest({ backend: "chat", payload: { case: "json", value: fromJson(ValueSchema, chat as JsonValue) } });
+        const direct = () => firstSseContent(agent, fake.port, body);
+        const through = () => firstGrpcChunk(session, request);
+        const r: PaceResult = { name: pace.name, ttftMs: pace.ttftMs, tokenMs: pace.tokenMs, direct: [], dispatcher: [], cpuPerStreamMs: 0, streamsPerSecond: 0 };
+        const loop = async (run: () => Promise<number>, into: number[]) => {
+          await Promise.all(
+            Array.from({ length: CONCURRENCY }, async () => {
+              for (let i = 0; i < perCaller; i++) into.push(await run());
+            }),
+          );
+        };
+        // One unmeasured round each: connections, JIT.
+        await loop(direct, []);
+        await loop(through, []);
+        let cpu = 0;
+        let wall = 0;
+        for (let round = 0; round < rounds; round++) {
+          for (const which of round % 2 === 0 ? (["direct", "dispatcher"] as const) : (["dispatcher", "direct"] as const)) {
+            if (which === "direct") {
+              await loop(direct, r.direct);
+              continue;
+            }
+            const before = await dispatcher.cpuMs();
+            const t0 = performance.now();
+            await loop(through, r.dispatcher);
+            wall += performance.now() - t0;
+            cpu += (await dispatcher.cpuMs()) - before;
+          }
+          ctx.log(`stream ${pace.name} round ${round + 1}/${rounds}`);
+        }
+        r.cpuPerStreamMs = cpu / r.dispatcher.length;
+        r.streamsPerSecond = r.dispatcher.length / (wall / 1000);
+        results.push(r);
+        if (pace.target) chunksPerSecond = await echoChunksPerSecond(session, ctx.mode === "smoke" ? 4 : 32);
+      } finally {
+        agent.destroy();
+        session.close();
+      }
+    } finally {
+      await Promise.all(targets.map((t) => t.stop()));
+    }
+  }
 
-/** One Connect-protocol streaming request message: a 5-byte envelope around the JSON. */
-function envelope(message: unknown): Buffer {
-  const json = Buffer.from(JSON.stringify(message));
-  const out = Buffer.alloc(5 + json.length);
-  out.writeUInt32BE(json.length, 1);
-  json.copy(out, 5);
+  const p = (xs: number[], q: number) => percentile(xs, q);
+  ctx.log(
+    `\nStreaming: ${CONCURRENCY} streams open at once (closed loop, ${perCaller} per caller per round, ${rounds} alternating rounds), ` +
+      `${TOKENS} tokens each, from the fake OpenAI-compatible upstream; upstream, dispatcher and client in three processes`,
+  );
+  const rows: string[][] = [];
+  for (const r of results) {
+    const pace = `${r.name}: first token ${r.ttftMs} ms, then ${r.tokenMs} ms apart`;
+    rows.push([`${pace}: time to first chunk p50 ms`, fmt(p(r.direct, 0.5), 2), fmt(p(r.dispatcher, 0.5), 2), fmt(p(r.dispatcher, 0.5) - p(r.direct, 0.5), 2), ""]);
+    rows.push([`${pace}: time to first chunk p99 ms`, fmt(p(r.direct, 0.99), 2), fmt(p(r.dispatcher, 0.99), 2), fmt(p(r.dispatcher, 0.99) - p(r.direct, 0.99), 2), PACES.find((x) => x.name === r.name)!.target ? "≤ 1 ms added" : ""]);
+    rows.push([`${pace}: dispatcher CPU per stream ms (${fmt(r.streamsPerSecond)} streams/s)`, "", fmt(r.cpuPerStreamMs, 3), "", ""]);
+  }
+  rows.push(["chunks/s through the dispatcher (echo, 32 streams, 1,024 chunks each)", "", fmt(chunksPerSecond), "", ""]);
+  ctx.log(table(["figure", "direct to the upstream", "through the dispatcher", "added", "target"], rows));
+  const data = {
+    concurrency: CONCURRENCY,
+    tokens: TOKENS,
+    rounds,
+    perCaller,
+    paces: results.map((r) => ({
+      ...r,
+      addedP50Ms: p(r.dispatcher, 0.5) - p(r.direct, 0.5),
+      addedP99Ms: p(r.dispatcher, 0.99) - p(r.direct, 0.99),
+    })),
+    chunksPerSecond,
+  };
+  ctx.log(`wrote ${writeResult(ctx, "stream", data)}`);
+  return data;
+}
+
+/** Chunks per second through the dispatcher: echo streams a 64 KiB string in 1,024 chunks, `streams` at once. */
+async function echoChunksPerSecond(session: http2.ClientHttp2Session, streams: number): Promise<number> {
+  const request = submitStreamRequest({ backend: "echo", payload: { case: "json", value: fromJson(ValueSchema, "x".repeat(64 * 1024)) }, metadata: { stream_chunks: "1024" } });
+  const t0 = performance.now();
+  const counts = await Promise.all(Array.from({ length: streams }, () => countGrpcChunks(session, request)));
+  return counts.reduce((a, b) => a + b, 0) / ((performance.now() - t0) / 1000);
+}
+
+function submitStreamRequest(init: Parameters<typeof create<typeof SubmitRequestSchema>>[1]): Buffer {
+  return grpcEnvelope(toBinary(SubmitRequestSchema, create(SubmitRequestSchema, init)));
+}
+
+/** Milliseconds from sending the chat request to the first SSE bytes carrying content; reads the rest. */
+function firstSseContent(agent: http.Agent, port: number, body: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    let first = NaN;
+    const req = http.request(
+      { agent, host: "127.0.0.1", port, method: "POST", path: "/v1/chat/completions", headers: { "content-type": "application/json" } },
+      (res) => {
+        res.on("data", (c: Buffer) => {
+          if (Number.isNaN(first) && c.includes('"content"')) first = performance.now() - t0;
+        });
+        res.on("end", () => (Number.isNaN(first) ? reject(new Error(`no content from the upstream (HTTP ${res.statusCode})`)) : resolve(first)));
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+/** A gRPC envelope around one message. */
+function grpcEnvelope(bytes: Uint8Array): Buffer {
+  const out = Buffer.alloc(5 + bytes.length);
+  out.writeUInt32BE(bytes.length, 1);
+  out.set(bytes, 5);
   return out;
 }
 
-/** Milliseconds from sending the request to the first response bytes that contain `marker`; reads the rest. */
-async function firstChunk(url: string, headers: Record<string, string>, body: string | Buffer, marker: string): Promise<number> {
-  const t0 = performance.now();
-  const res = await fetch(url, { method: "POST", headers, body });
-  const reader = res.body!.getReader();
-  const decoder = new TextDecoder();
-  let first = NaN;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    if (Number.isNaN(first) && decoder.decode(value, { stream: true }).includes(marker)) first = performance.now() - t0;
-  }
-  if (Number.isNaN(first)) throw new Error(`no chunk from ${url} (HTTP ${res.status})`);
-  return first;
+/** A SubmitStreamResponse whose event is a Chunk starts with field 2's tag, length-delimited: 0x12. */
+const CHUNK_TAG = 0x12;
+
+/** Milliseconds from sending SubmitStream to the first Chunk message; reads the rest and checks the status. */
+function firstGrpcChunk(session: http2.ClientHttp2Session, request: Buffer): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    let first = NaN;
+    let pending: Buffer = Buffer.alloc(0);
+    let status: string | undefined;
+    const s = session.request({ ":method": "POST", ":path": SUBMIT_STREAM, "content-type": "application/grpc", te: "trailers" });
+    s.on("data", (c: Buffer) => {
+      if (!Number.isNaN(first)) return;
+      pending = pending.length === 0 ? c : Buffer.concat([pending, c]);
+      while (pending.length >= 6) {
+        const len = pending.readUInt32BE(1);
+        if (pending[5] === CHUNK_TAG) {
+          first = performance.now() - t0;
+          return;
+        }
+        if (pending.length < 5 + len) return;
+        pending = pending.subarray(5 + len);
+      }
+    });
+    s.on("trailers", (t) => (status = String(t["grpc-status"])));
+    s.on("error", reject);
+    s.on("close", () => (Number.isNaN(first) || status !== "0" ? reject(new Error(`SubmitStream: no chunk or grpc-status ${status}`)) : resolve(first)));
+    s.end(request);
+  });
 }
 
-/** Chunk messages in a Connect-protocol response stream (envelopes whose JSON holds "chunk"). */
-async function countChunks(url: string, body: Buffer): Promise<number> {
-  const res = await fetch(url, { method: "POST", headers: connectHeaders, body });
-  const bytes = Buffer.from(await res.arrayBuffer());
-  let n = 0;
-  for (let at = 0; at + 5 <= bytes.length; ) {
-    const len = bytes.readUInt32BE(at + 1);
-    if (bytes[at] === 0 && bytes.subarray(at + 5, at + 5 + len).toString().startsWith('{"chunk"')) n++;
-    at += 5 + len;
-  }
-  return n;
+/** Chunk messages in one SubmitStream answer. */
+function countGrpcChunks(session: http2.ClientHttp2Session, request: Buffer): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let n = 0;
+    let pending: Buffer = Buffer.alloc(0);
+    const s = session.request({ ":method": "POST", ":path": SUBMIT_STREAM, "content-type": "application/grpc", te: "trailers" });
+    s.on("data", (c: Buffer) => {
+      pending = pending.length === 0 ? c : Buffer.concat([pending, c]);
+      while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
+        if (pending[5] === CHUNK_TAG) n++;
+        pending = pending.subarray(5 + pending.readUInt32BE(1));
+      }
+    });
+    s.on("error", reject);
+    s.on("close", () => resolve(n));
+    s.end(request);
+  });
 }

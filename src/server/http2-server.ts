@@ -138,6 +138,9 @@ export async function listenHttp2(o: Http2ServerOptions): Promise<Http2Listener>
   let closing = false;
 
   const trackSocket = (socket: net.Socket) => {
+    // A server we listen with ourselves does not get http's default: without it, Nagle holds a stream's small
+    // message (a token) back until the client acknowledges the one before.
+    socket.setNoDelay(true);
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
   };

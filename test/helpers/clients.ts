@@ -6,6 +6,7 @@ import {
   DispatcherService,
   SubmitRequestSchema,
   SubmitResponseSchema,
+  SubmitStreamResponseSchema,
   WorkerMetricsRequestSchema,
   WorkerMetricsResponseSchema,
 } from "../../gen/dispatcher/v1/dispatcher_pb.js";
@@ -40,6 +41,7 @@ function method<I extends DescMessage, O extends DescMessage>(path: string, i: I
 const grpcDefinition = {
   submit: method("/dispatcher.v1.DispatcherService/Submit", SubmitRequestSchema, SubmitResponseSchema, false),
   workerMetrics: method("/dispatcher.v1.DispatcherService/WorkerMetrics", WorkerMetricsRequestSchema, WorkerMetricsResponseSchema, true),
+  submitStream: method("/dispatcher.v1.DispatcherService/SubmitStream", SubmitRequestSchema, SubmitStreamResponseSchema, true),
 };
 
 const GrpcClient = grpc.makeGenericClientConstructor(grpcDefinition as unknown as grpc.ServiceDefinition, "DispatcherService");

@@ -1,7 +1,8 @@
 import type * as http2 from "node:http2";
-import type { DescMethodUnary, DescService } from "@bufbuild/protobuf";
+import type { DescMethodServerStreaming, DescMethodUnary, DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues, type ContextValues, type HandlerContext } from "@connectrpc/connect";
 import { http2StreamKey } from "../frame-sink.js";
+import { connectionKey } from "./connection.js";
 
 const RST_NAMES: Record<number, string> = {
   1: "PROTOCOL_ERROR", 2: "INTERNAL_ERROR", 3: "FLOW_CONTROL_ERROR", 7: "REFUSED_STREAM", 8: "CANCEL",
@@ -42,7 +43,7 @@ export class FastContext implements HandlerContext {
   closed = false;
 
   constructor(
-    readonly method: DescMethodUnary,
+    readonly method: DescMethodUnary | DescMethodServerStreaming,
     readonly stream: http2.ServerHttp2Stream,
     readonly headers: http2.IncomingHttpHeaders,
     timeoutMs: number | undefined,
@@ -109,8 +110,22 @@ export class FastContext implements HandlerContext {
     if (this.ctxValues === undefined) {
       this.ctxValues = createContextValues();
       this.ctxValues.set(http2StreamKey, this.stream);
+      this.ctxValues.set(connectionKey, this.stream.session);
     }
     return this.ctxValues;
+  }
+
+  /**
+   * The call's deadline passed: its signal aborts, as connect's deadline
+   * timer aborts it, but the stream is still open for the answer.
+   */
+  expire(): void {
+    if (this.closed) return;
+    const reason = new ConnectError("the operation timed out", Code.DeadlineExceeded);
+    if (this.controller === undefined) {
+      this.controller = new AbortController();
+    }
+    this.controller.abort(reason);
   }
 
   abort(reason?: unknown): void {

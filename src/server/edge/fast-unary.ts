@@ -1,5 +1,5 @@
 import type * as http2 from "node:http2";
-import { create, fromBinary, isMessage, toBinary, type DescMethodUnary } from "@bufbuild/protobuf";
+import { create, fromBinary, isMessage, toBinary, type DescMethodServerStreaming, type DescMethodUnary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ContextValues, type Interceptor, type UnaryRequest, type UnaryResponse } from "@connectrpc/connect";
 import type { Compression } from "@connectrpc/connect/protocol";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
@@ -9,10 +9,11 @@ import { fastHook, type FastCallInfo, type FastHook, type FastHookCall, type Wit
 import type { UnaryImpl } from "./routes.js";
 
 /** connect's default: smaller responses are not worth compressing. */
-const COMPRESS_MIN_BYTES = 1024;
+export const COMPRESS_MIN_BYTES = 1024;
 
 export interface FastCall {
-  readonly method: DescMethodUnary;
+  readonly method: DescMethodUnary | DescMethodServerStreaming;
+  /** The implementation; a server-streaming one returns an async iterable (fast-stream.ts). */
   readonly impl: UnaryImpl;
   /** The request message, one complete uncompressed envelope's payload. */
   bytes: Uint8Array;
@@ -41,7 +42,7 @@ type Next = (req: UnaryRequest) => Promise<UnaryResponse>;
  */
 export function runFastCall(call: FastCall, interceptors: readonly Interceptor[]): void {
   const hooks = hooksOf(interceptors);
-  if (hooks !== undefined && hooks.length > 0) return runHooked(call, hooks);
+  if (hooks !== undefined && hooks.length > 0) return runHooked(call, hooks, () => runFastCall(call, []));
   if (interceptors.length === 0) {
     let out: unknown;
     try {
@@ -79,7 +80,7 @@ export function runFastCall(call: FastCall, interceptors: readonly Interceptor[]
 const hookCache = new WeakMap<readonly Interceptor[], FastHook[] | null>();
 
 /** The interceptors' hooks, or undefined when one of them has none (the chain runs then). */
-function hooksOf(interceptors: readonly Interceptor[]): FastHook[] | undefined {
+export function hooksOf(interceptors: readonly Interceptor[]): FastHook[] | undefined {
   let hooks = hookCache.get(interceptors);
   if (hooks === undefined) {
     const found = interceptors.map((i) => (i as WithFastHook)[fastHook]);
@@ -89,7 +90,8 @@ function hooksOf(interceptors: readonly Interceptor[]): FastHook[] | undefined {
   return hooks ?? undefined;
 }
 
-function runHooked(call: FastCall, hooks: readonly FastHook[]): void {
+/** Starts each hook (any may refuse the call), then runs `body` inside the hooks' `run`s. */
+export function runHooked(call: FastCall, hooks: readonly FastHook[], body: () => void): void {
   const headers = call.ctx.headers;
   const info: FastCallInfo = {
     service: call.method.parent.typeName,
@@ -113,7 +115,7 @@ function runHooked(call: FastCall, hooks: readonly FastHook[]): void {
     answerError(call, e);
     return;
   }
-  let invoke = (): void => runFastCall(call, []);
+  let invoke = body;
   for (let i = started.length - 1; i >= 0; i--) {
     const c = started[i]!;
     if (c.run === undefined) continue;
@@ -124,7 +126,7 @@ function runHooked(call: FastCall, hooks: readonly FastHook[]): void {
 }
 
 /** Tells the hooks how the call ended, once. */
-function report(call: FastCall, code: number, error?: unknown): void {
+export function report(call: FastCall, code: number, error?: unknown): void {
   const ended = call.ended;
   call.ended = undefined;
   ended?.(code, error);
@@ -135,7 +137,7 @@ function isThenable(v: unknown): v is PromiseLike<unknown> {
 }
 
 /** Decodes once; the error is connect's for a message that does not parse. */
-function decode(call: FastCall): unknown {
+export function decode(call: FastCall): unknown {
   try {
     call.precheck?.(call.bytes);
     try {
@@ -229,12 +231,7 @@ function answer(call: FastCall, out: unknown): void {
   }
   let bytes: Uint8Array;
   try {
-    const message = isMessage(out, method.output) ? out : create(method.output, out as never);
-    try {
-      bytes = toBinary(method.output, message);
-    } catch (e) {
-      throw new ConnectError(`serialize binary: ${e instanceof Error ? e.message : String(e)}`, Code.Internal);
-    }
+    bytes = encode(method, out);
   } catch (e) {
     answerError(call, e);
     return;
@@ -249,7 +246,17 @@ function answer(call: FastCall, out: unknown): void {
   send(call, envelope(0, bytes));
 }
 
-function envelope(flags: number, bytes: Uint8Array): Buffer {
+/** A response message (or its init object) in binary; the error is connect's for one that does not serialise. */
+export function encode(method: DescMethodUnary | DescMethodServerStreaming, out: unknown): Uint8Array {
+  const message = isMessage(out, method.output) ? out : create(method.output, out as never);
+  try {
+    return toBinary(method.output, message);
+  } catch (e) {
+    throw new ConnectError(`serialize binary: ${e instanceof Error ? e.message : String(e)}`, Code.Internal);
+  }
+}
+
+export function envelope(flags: number, bytes: Uint8Array): Buffer {
   const frame = Buffer.allocUnsafe(5 + bytes.byteLength);
   frame[0] = flags;
   frame.writeUInt32BE(bytes.byteLength, 1);
@@ -271,9 +278,9 @@ function send(call: FastCall, frame: Buffer | undefined): void {
   respond(stream, ctx.headerObject(), trailers, frame);
 }
 
-const OK_TRAILERS = { "grpc-status": "0" } as const;
+export const OK_TRAILERS = { "grpc-status": "0" } as const;
 
-function respond(
+export function respond(
   stream: http2.ServerHttp2Stream,
   header: Record<string, string>,
   trailers: http2.OutgoingHttpHeaders,
@@ -298,10 +305,16 @@ export function answerError(call: FastCall, e: unknown): void {
   const err = e instanceof ConnectError ? e : new ConnectError("internal error", Code.Internal, undefined, undefined, e);
   report(call, ctx.closed ? Code.Canceled : err.code, e);
   if (ctx.closed) return;
-  const trailers = ctx.trailerHeaders() === undefined && err.details.length === 0 ? plainErrorTrailers(err) : specTrailers(setTrailerStatus(ctx.responseTrailer, err));
+  const trailers = errorTrailers(call, err);
   ctx.closed = true;
   if (ctx.stream.destroyed || ctx.stream.headersSent) return;
   respond(ctx.stream, ctx.headerObject(), trailers, undefined);
+}
+
+/** The trailers connect sends for an error: its status added to whatever trailers were set. */
+export function errorTrailers(call: FastCall, err: ConnectError): http2.OutgoingHttpHeaders {
+  const { ctx } = call;
+  return ctx.trailerHeaders() === undefined && err.details.length === 0 ? plainErrorTrailers(err) : specTrailers(setTrailerStatus(ctx.responseTrailer, err));
 }
 
 /**
@@ -320,7 +333,7 @@ function plainErrorTrailers(err: ConnectError): http2.OutgoingHttpHeaders {
 }
 
 /** Trailers with `grpc-message` in the spec's percent-encoding (see grpc-message.ts). */
-function specTrailers(h: Headers): http2.OutgoingHttpHeaders {
+export function specTrailers(h: Headers): http2.OutgoingHttpHeaders {
   const o = toObject(h);
   const m = o["grpc-message"];
   if (m !== undefined) {

@@ -7,7 +7,8 @@ import type { ByteBudget } from "./budget.js";
 import { connectionKey } from "./connection.js";
 import { FastContext, resetError } from "./context.js";
 import { clampDeadlineHeaders, parseGrpcTimeout } from "./deadline.js";
-import { answerError, runFastCall, type FastCall } from "./fast-unary.js";
+import { runFastStream } from "./fast-stream.js";
+import { answerError, hooksOf, runFastCall, type FastCall } from "./fast-unary.js";
 import { createJsonTextScan } from "./json-scan.js";
 import { decodeTextRequest, encodeTextResponse, isGrpcWebText } from "../grpc-web-text.js";
 import { buildRoutes, type EdgeRoute } from "./routes.js";
@@ -51,8 +52,9 @@ function initialHeader(encoding: string | undefined): Record<string, string> {
 
 /**
  * Serves raw HTTP/2 streams: every call goes to connect's UniversalHandler
- * for its path, except gRPC unary calls with binary protobuf, uncompressed,
- * which take the fast path (fast-unary.ts). Before a body is read, calls
+ * for its path, except gRPC unary and server-streaming calls with binary
+ * protobuf, uncompressed, which take the fast path (fast-unary.ts,
+ * fast-stream.ts). Before a body is read, calls
  * over the in-flight limit are refused; while it is read, its bytes count
  * against the server's budget and it must keep arriving (body idle timeout).
  */
@@ -62,6 +64,8 @@ export function createStreamHandler(o: EdgeOptions): { onStream: (stream: http2.
     o.routes,
   );
   const fastPath = o.fastPath ?? true;
+  // Streaming calls take the fast path only when every interceptor has a hook (the chain is not run around a stream).
+  const streamHooks = hooksOf(o.interceptors);
   let inflight = 0;
 
   const onStream = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void => {
@@ -82,7 +86,7 @@ export function createStreamHandler(o: EdgeOptions): { onStream: (stream: http2.
       o.maxInflightCalls > 0 && inflight > o.maxInflightCalls
         ? new ConnectError(`server busy: ${inflight - 1} calls in progress, the server's limit`, Code.ResourceExhausted)
         : undefined;
-    if (fastPath && route.unary !== undefined && fastEligible(headers)) {
+    if (fastPath && fastEligible(headers) && (route.unary !== undefined || (route.serverStream !== undefined && streamHooks !== undefined))) {
       serveFast(route, stream, headers, refuse);
     } else {
       serveUniversal(route, stream, headers, refuse);
@@ -90,13 +94,13 @@ export function createStreamHandler(o: EdgeOptions): { onStream: (stream: http2.
   };
 
   function serveFast(route: EdgeRoute, stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, refuse: ConnectError | undefined): void {
-    const unary = route.unary!;
+    const target = (route.unary ?? route.serverStream)!;
     const compression = responseCompression(one(headers["grpc-accept-encoding"]));
     const timeout = parseGrpcTimeout(one(headers["grpc-timeout"]));
-    const ctx = new FastContext(unary.method, stream, headers, timeout, initialHeader(compression?.name));
+    const ctx = new FastContext(target.method, stream, headers, timeout, initialHeader(compression?.name));
     const call: FastCall = {
-      method: unary.method,
-      impl: unary.impl,
+      method: target.method,
+      impl: target.impl,
       bytes: EMPTY,
       ctx,
       compression,
@@ -162,7 +166,8 @@ export function createStreamHandler(o: EdgeOptions): { onStream: (stream: http2.
         release();
         ctx.abort(resetError(stream.rstCode));
       });
-      runFastCall(call, o.interceptors);
+      if (route.unary !== undefined) runFastCall(call, o.interceptors);
+      else runFastStream(call, streamHooks, timeout);
     };
     stream.on("data", onData);
     stream.on("end", onEnd);
