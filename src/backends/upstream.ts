@@ -1,3 +1,4 @@
+import type { Readable } from "node:stream";
 import { Pool } from "undici";
 import { DispatchError, type HandlerContext } from "../core/index.js";
 import { ERROR_BODY_BYTES, statusError, transportError } from "./upstream-errors.js";
@@ -48,7 +49,10 @@ export function createUpstreams(endpoints: readonly string[], path: string, at: 
     }
     let pool = pools.get(url.origin);
     if (pool === undefined) {
-      pool = new Pool(url.origin, { keepAliveTimeout: 30_000 });
+      // Socket reads are 64 KiB; with its default high-water mark a socket reads one more ahead of a paused
+      // answer. At 0 it reads only when the parser asks: a stalled stream holds at most the read in hand.
+      // (undici passes connect options on to net.connect; its types list only its own.)
+      pool = new Pool(url.origin, { keepAliveTimeout: 30_000, connect: { highWaterMark: 0 } as never });
       pools.set(url.origin, pool);
     }
     const base = url.pathname.endsWith("/") ? url.pathname.slice(0, -1) : url.pathname;
@@ -76,7 +80,7 @@ export interface UpstreamResponse {
 export interface OpenResponse {
   status: number;
   contentType: string;
-  body: AsyncIterable<Buffer> & { destroy(): unknown };
+  body: Readable;
 }
 
 /**
@@ -113,6 +117,8 @@ export async function open(
       signal: ctx.signal,
       headersTimeout: timeout,
       bodyTimeout: timeout,
+      // The body buffers no more than the chunk in hand: a client that stops reading stops the socket at once.
+      highWaterMark: 1,
     });
   } catch (e) {
     throw transportError(e, "request", ctx, common);
@@ -121,7 +127,7 @@ export async function open(
   if (status < 200 || status > 299) {
     throw statusError(status, res.headers["retry-after"], await readPrefix(res.body, ERROR_BODY_BYTES), ctx, common);
   }
-  return { status, contentType: String(res.headers["content-type"] ?? ""), body: res.body as OpenResponse["body"] };
+  return { status, contentType: String(res.headers["content-type"] ?? ""), body: res.body };
 }
 
 /** Reads a whole 2xx answer, bounded by max_response_bytes. */

@@ -28,7 +28,7 @@ export interface ReplicasOptions {
   backends: unknown[];
   /** REDIS_URL of every replica; none: pins stay in each process. */
   redisUrl?: string;
-  /** Extra top-level config keys (e.g. `cluster`), merged into each replica's file. */
+  /** Extra top-level config keys (e.g. `cluster`, `server.limits`), merged into each replica's file. */
   extra?: Record<string, unknown>;
 }
 
@@ -48,7 +48,8 @@ export async function startReplicas(o: ReplicasOptions): Promise<Replicas> {
     for (let i = 0; i < o.count; i++) {
       const extra = o.extra ?? {};
       const cluster = { ...(extra["cluster"] as Record<string, unknown> | undefined), replica_id: `r${i}` };
-      const config = { log: { level: "info" }, dashboard: false, ...extra, cluster, server: { port: 0, shutdown_grace: "2s" }, backends: o.backends };
+      const server = { ...(extra["server"] as Record<string, unknown> | undefined), port: 0, shutdown_grace: "2s" };
+      const config = { log: { level: "info" }, dashboard: false, ...extra, cluster, server, backends: o.backends };
       const file = join(dir, `replica-${i}.json`);
       writeFileSync(file, JSON.stringify(config));
       const env: NodeJS.ProcessEnv = { LOG_LEVEL: "info" };

@@ -25,9 +25,10 @@ import type { FastHook } from "./fast-hooks.js";
  * by the conformance tests.
  *
  * Backpressure: the next message is pulled from the implementation only
- * once the last one was taken by the stream (write() under its high-water
- * mark, else after 'drain'), so a client that reads slowly holds the
- * implementation (and so the backend's upstream) back by one message.
+ * while the stream holds less than its high-water mark and fewer than
+ * MAX_PENDING_WRITES unsent messages, so a client that reads slowly holds
+ * the implementation (and so the backend's upstream) back within a few
+ * messages.
  *
  * `timeoutMs` arms the call's deadline as connect does: the signal aborts
  * with DEADLINE_EXCEEDED, the implementation decides what to answer.
@@ -46,6 +47,7 @@ async function pump(call: FastCall, timeoutMs: number | undefined): Promise<void
   const timer = timeoutMs === undefined ? undefined : setTimeout(() => ctx.expire(), Math.max(0, timeoutMs));
   let it: AsyncIterator<unknown> | undefined;
   let done = false;
+  const writes = new PendingWrites();
   try {
     it = (call.impl(decode(call), ctx) as AsyncIterable<unknown>)[Symbol.asyncIterator]();
     for (;;) {
@@ -63,7 +65,9 @@ async function pump(call: FastCall, timeoutMs: number | undefined): Promise<void
       }
       if (ctx.closed || stream.destroyed) break;
       if (!stream.headersSent) stream.respond({ ...ctx.headerObject(), ":status": 200 }, { waitForTrailers: true });
-      if (!stream.write(envelope(flags, bytes))) await drained(stream);
+      writes.pending++;
+      stream.write(envelope(flags, bytes), writes.done);
+      while ((stream.writableNeedDrain || writes.pending >= MAX_PENDING_WRITES) && !stream.destroyed) await writes.settled(stream);
     }
     if (done) finish(call, undefined);
   } catch (e) {
@@ -105,15 +109,34 @@ function finish(call: FastCall, err: ConnectError | undefined): void {
   stream.end();
 }
 
-/** Resolves once the stream takes writes again, or is gone. */
-function drained(stream: http2.ServerHttp2Stream): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      stream.off("drain", done);
-      stream.off("close", done);
-      resolve();
-    };
-    stream.once("drain", done);
-    stream.once("close", done);
-  });
+/**
+ * Messages written but not yet sent (flow control holds them). Bounded by
+ * count as well as by the stream's buffer in bytes: each write is also a
+ * request object in the HTTP/2 layer, and 16 KiB of token-sized messages
+ * would be hundreds of them per stream.
+ */
+const MAX_PENDING_WRITES = 8;
+
+class PendingWrites {
+  pending = 0;
+  private wake: (() => void) | undefined;
+  readonly done = (): void => {
+    this.pending--;
+    this.wake?.();
+  };
+
+  /** Resolves after the next write completes, the buffer drains, or the stream closes. */
+  settled(stream: http2.ServerHttp2Stream): Promise<void> {
+    return new Promise((resolve) => {
+      const go = () => {
+        this.wake = undefined;
+        stream.off("drain", go);
+        stream.off("close", go);
+        resolve();
+      };
+      this.wake = go;
+      stream.once("drain", go);
+      stream.once("close", go);
+    });
+  }
 }

