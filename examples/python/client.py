@@ -1,12 +1,15 @@
 #!/usr/bin/python3
-"""A Python client of DispatcherService: stubs generated from the proto, one Submit, a few WorkerMetrics.
+"""A Python client of DispatcherService: stubs generated from the proto, one Submit (or SubmitStream), a few WorkerMetrics.
 
 Needs Debian's python3-grpcio and python3-grpc-tools, which belong to the system interpreter
 (/usr/bin/python3), not to a pyenv or venv python3 earlier on PATH.
 
     /usr/bin/python3 examples/python/client.py --target 127.0.0.1:8080 --backend echo --json '{"hi": 1}'
 
-Prints one JSON object per line: the Submit answer, then one line per WorkerMetrics message.
+    /usr/bin/python3 examples/python/client.py --backend echo --stream --meta stream_chunks=3 --json '"hello stream"'
+
+Prints one JSON object per line: the Submit answer (with --stream: one line per SubmitStream event,
+started / chunk / done), then one line per WorkerMetrics message.
 A failed call prints {"error": "<STATUS>", "message": ...} and exits 1.
 """
 import argparse
@@ -43,6 +46,36 @@ def ms(duration):
     return duration.seconds * 1000 + duration.nanos / 1e6
 
 
+def submit(stub, request, args, metadata):
+    from google.protobuf import json_format
+
+    res = stub.Submit(request, timeout=args.timeout, metadata=metadata)
+    print(json.dumps({
+        "worker_id": res.worker_id,
+        "affinity": res.affinity,
+        "queue_wait_ms": ms(res.queue_wait),
+        "execution_ms": ms(res.execution),
+        "payload": json_format.MessageToDict(res.json) if res.WhichOneof("payload") == "json" else None,
+    }), flush=True)
+
+
+def submit_stream(stub, request, args, metadata):
+    """SubmitStream: Started opens each attempt, Chunks carry the answer as it is made, Done closes the stream."""
+    from google.protobuf import json_format
+
+    for event in stub.SubmitStream(request, timeout=args.timeout, metadata=metadata):
+        kind = event.WhichOneof("event")
+        if kind == "started":
+            print(json.dumps({"started": event.started.worker_id, "attempt": event.started.attempt, "affinity": event.started.affinity}), flush=True)
+        elif kind == "chunk":
+            c = event.chunk
+            line = {"chunk": c.text} if c.text else {"chunk": json_format.MessageToDict(c.json) if c.WhichOneof("payload") == "json" else c.binary.hex()}
+            print(json.dumps(line), flush=True)
+        elif kind == "done":
+            d = event.done
+            print(json.dumps({"done": True, "attempts": d.attempts, "chunks": d.chunks, "time_to_first_chunk_ms": ms(d.time_to_first_chunk), "metadata": dict(d.metadata)}), flush=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--target", default="127.0.0.1:8080", help="host:port of the dispatcher (h2c)")
@@ -50,6 +83,7 @@ def main():
     p.add_argument("--session", default="", help="session id for affinity; empty: none")
     p.add_argument("--json", default='{"hello": "python"}', help="the job's payload, a JSON value")
     p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE", help="job metadata, e.g. delay_ms=100")
+    p.add_argument("--stream", action="store_true", help="call SubmitStream and print each event as it arrives")
     p.add_argument("--metrics", type=int, default=2, help="WorkerMetrics messages to print after the Submit")
     p.add_argument("--token", default=os.environ.get("DISPATCHER_TOKEN", ""), help="bearer token when auth is on (default $DISPATCHER_TOKEN)")
     p.add_argument("--stubs", default=os.path.join(HERE, "stubs"), help="where generated stubs are kept")
@@ -70,14 +104,10 @@ def main():
             metadata=dict(m.split("=", 1) for m in args.meta),
         )
         try:
-            res = stub.Submit(request, timeout=args.timeout, metadata=metadata)
-            print(json.dumps({
-                "worker_id": res.worker_id,
-                "affinity": res.affinity,
-                "queue_wait_ms": ms(res.queue_wait),
-                "execution_ms": ms(res.execution),
-                "payload": json_format.MessageToDict(res.json) if res.WhichOneof("payload") == "json" else None,
-            }), flush=True)
+            if args.stream:
+                submit_stream(stub, request, args, metadata)
+            else:
+                submit(stub, request, args, metadata)
 
             stream = stub.WorkerMetrics(
                 pb.WorkerMetricsRequest(interval=duration_pb2.Duration(nanos=200_000_000)), timeout=args.timeout, metadata=metadata

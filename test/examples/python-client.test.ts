@@ -76,6 +76,18 @@ describe.skipIf(missing !== undefined)(`the Python client example${missing ? ` (
     expect(again.lines[0]).toMatchObject({ worker_id: answer!["worker_id"], affinity: "hit" });
   });
 
+  it("streams a job with SubmitStream: Started, the chunks in order, Done", async () => {
+    const { code, lines } = await client([
+      "--target", `127.0.0.1:${app.server.port}`, "--stream", "--json", '"hello stream"',
+      "--meta", "stream_chunks=3", "--meta", "chunk_delay_ms=20", "--metrics", "0", "--stubs", stubs,
+    ]);
+    expect(code).toBe(0);
+    expect(lines[0]).toMatchObject({ attempt: 1, affinity: "none" });
+    expect(lines.slice(1, 4)).toEqual([{ chunk: "hell" }, { chunk: "o st" }, { chunk: "ream" }]);
+    expect(lines[4]).toMatchObject({ done: true, attempts: 1, chunks: 3 });
+    expect(lines[4]!["time_to_first_chunk_ms"]).toBeGreaterThan(0);
+  });
+
   it("enqueues a background job, watches it to its end resuming midway, and dedupes by key", async () => {
     const target = `127.0.0.1:${app.server.port}`;
     const jobs = async (args: string[]) => {
