@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { App } from "../../src/app.js";
 import { SubmitRequestSchema } from "../../gen/dispatcher/v1/dispatcher_pb.js";
 import { startTestApp } from "../helpers/app.js";
+import { openNonReading } from "../helpers/stalled-streams.js";
 
 /**
  * Streams to clients that never read: HTTP/2 flow control stops the server's
@@ -52,19 +53,7 @@ describe("streams to clients that never read", () => {
     global.gc?.();
     const rssBefore = process.memoryUsage().rss;
     const sessions = Array.from({ length: 4 }, () => http2.connect(`http://127.0.0.1:${app.server.port}`));
-    const streams: http2.ClientHttp2Stream[] = [];
-    for (let i = 0; i < STREAMS; i++) {
-      const s = sessions[i % sessions.length]!.request({
-        ":method": "POST",
-        ":path": "/dispatcher.v1.DispatcherService/SubmitStream",
-        "content-type": "application/grpc",
-        te: "trailers",
-      });
-      s.on("error", () => undefined);
-      s.end(frame(i));
-      s.pause(); // never reads: the client's flow-control window fills and stays full
-      streams.push(s);
-    }
+    const streams = openNonReading(sessions, STREAMS, frame);
     await expect.poll(() => pulled.size, { timeout: 20_000 }).toBe(STREAMS);
     // Let every stream fill its client's flow-control window (64 KiB by default) and stall.
     await new Promise((r) => setTimeout(r, 4_000));

@@ -7,6 +7,7 @@ import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SubmitRequestSchema } from "../../gen/dispatcher/v1/dispatcher_pb.js";
 import { startReplicas, type Replicas } from "../helpers/replicas.js";
+import { openNonReading } from "../helpers/stalled-streams.js";
 
 /**
  * 1,000 SubmitStream clients that never read, against the service in its own
@@ -113,20 +114,8 @@ describe("streams to clients that never read, service in its own process", () =>
     const port = service.ports[kinds.indexOf(k)]!;
     const rssBefore = rssMb(pid);
     const sessions = Array.from({ length: 4 }, () => http2.connect(`http://127.0.0.1:${port}`, { settings: { initialWindowSize: 4096 } }));
-    const streams: http2.ClientHttp2Stream[] = [];
+    const streams = openNonReading(sessions, STREAMS, request);
     let read = 0;
-    for (let i = 0; i < STREAMS; i++) {
-      const s = sessions[i % sessions.length]!.request({
-        ":method": "POST",
-        ":path": "/dispatcher.v1.DispatcherService/SubmitStream",
-        "content-type": "application/grpc",
-        te: "trailers",
-      });
-      s.on("error", () => undefined);
-      s.end(request(i));
-      s.pause(); // never reads: its flow-control window fills and stays full
-      streams.push(s);
-    }
     await expect.poll(() => written.size, { timeout: 30_000 }).toBe(STREAMS);
     if (k.paceMs > 0) {
       // The upstream keeps writing (its socket buffers take it); the service must not take it from them.
