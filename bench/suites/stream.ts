@@ -4,6 +4,7 @@ import { create, fromJson, toBinary, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { SubmitRequestSchema } from "../../gen/dispatcher/v1/dispatcher_pb.js";
 import { startTarget, type Target } from "../lib/child.js";
+import { grpcFrame } from "../lib/grpc-load.js";
 import { fmt, percentile, table, writeResult, type BenchContext } from "../lib/report.js";
 
 const CONCURRENCY = 100;
@@ -140,7 +141,7 @@ async function echoChunksPerSecond(session: http2.ClientHttp2Session, streams: n
 }
 
 function submitStreamRequest(init: Parameters<typeof create<typeof SubmitRequestSchema>>[1]): Buffer {
-  return grpcEnvelope(toBinary(SubmitRequestSchema, create(SubmitRequestSchema, init)));
+  return grpcFrame(toBinary(SubmitRequestSchema, create(SubmitRequestSchema, init)));
 }
 
 /** Milliseconds from sending the chat request to the first SSE bytes carrying content; reads the rest. */
@@ -162,38 +163,42 @@ function firstSseContent(agent: http.Agent, port: number, body: string): Promise
   });
 }
 
-/** A gRPC envelope around one message. */
-function grpcEnvelope(bytes: Uint8Array): Buffer {
-  const out = Buffer.alloc(5 + bytes.length);
-  out.writeUInt32BE(bytes.length, 1);
-  out.set(bytes, 5);
-  return out;
-}
-
 /** A SubmitStreamResponse whose event is a Chunk starts with field 2's tag, length-delimited: 0x12. */
 const CHUNK_TAG = 0x12;
+
+/** A data handler that calls `onChunk` as the first byte of each Chunk message arrives (envelopes walked, nothing decoded). */
+function chunkStarts(onChunk: () => void): (c: Buffer) => void {
+  let pending: Buffer = Buffer.alloc(0);
+  let reported = false;
+  return (c) => {
+    pending = pending.length === 0 ? c : Buffer.concat([pending, c]);
+    while (pending.length >= 5) {
+      const end = 5 + pending.readUInt32BE(1);
+      if (!reported && end > 5) {
+        if (pending.length < 6) return;
+        reported = true;
+        if (pending[5] === CHUNK_TAG) onChunk();
+      }
+      if (pending.length < end) return;
+      pending = pending.subarray(end);
+      reported = false;
+    }
+  };
+}
+
+function submitStream(session: http2.ClientHttp2Session): http2.ClientHttp2Stream {
+  return session.request({ ":method": "POST", ":path": SUBMIT_STREAM, "content-type": "application/grpc", te: "trailers" });
+}
 
 /** Milliseconds from sending SubmitStream to the first Chunk message; reads the rest and checks the status. */
 function firstGrpcChunk(session: http2.ClientHttp2Session, request: Buffer): Promise<number> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     let first = NaN;
-    let pending: Buffer = Buffer.alloc(0);
     let status: string | undefined;
-    const s = session.request({ ":method": "POST", ":path": SUBMIT_STREAM, "content-type": "application/grpc", te: "trailers" });
-    s.on("data", (c: Buffer) => {
-      if (!Number.isNaN(first)) return;
-      pending = pending.length === 0 ? c : Buffer.concat([pending, c]);
-      while (pending.length >= 6) {
-        const len = pending.readUInt32BE(1);
-        if (pending[5] === CHUNK_TAG) {
-          first = performance.now() - t0;
-          return;
-        }
-        if (pending.length < 5 + len) return;
-        pending = pending.subarray(5 + len);
-      }
-    });
+    const feed = chunkStarts(() => (first = performance.now() - t0));
+    const s = submitStream(session);
+    s.on("data", (c: Buffer) => Number.isNaN(first) && feed(c));
     s.on("trailers", (t) => (status = String(t["grpc-status"])));
     s.on("error", reject);
     s.on("close", () => (Number.isNaN(first) || status !== "0" ? reject(new Error(`SubmitStream: no chunk or grpc-status ${status}`)) : resolve(first)));
@@ -205,15 +210,8 @@ function firstGrpcChunk(session: http2.ClientHttp2Session, request: Buffer): Pro
 function countGrpcChunks(session: http2.ClientHttp2Session, request: Buffer): Promise<number> {
   return new Promise((resolve, reject) => {
     let n = 0;
-    let pending: Buffer = Buffer.alloc(0);
-    const s = session.request({ ":method": "POST", ":path": SUBMIT_STREAM, "content-type": "application/grpc", te: "trailers" });
-    s.on("data", (c: Buffer) => {
-      pending = pending.length === 0 ? c : Buffer.concat([pending, c]);
-      while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
-        if (pending[5] === CHUNK_TAG) n++;
-        pending = pending.subarray(5 + pending.readUInt32BE(1));
-      }
-    });
+    const s = submitStream(session);
+    s.on("data", chunkStarts(() => n++));
     s.on("error", reject);
     s.on("close", () => resolve(n));
     s.end(request);

@@ -2,6 +2,7 @@ import { AsyncResource } from "node:async_hooks";
 import { AffinityTable } from "./affinity.js";
 import { Attempts } from "./attempt.js";
 import { systemClock, type TimerHandle } from "./clock.js";
+import { findDisplacement } from "./displace.js";
 import { clearEjection } from "./ejection.js";
 import { DispatchError } from "./errors.js";
 import type { HandlerResult, Payload } from "./handler.js";
@@ -270,41 +271,12 @@ class DispatcherImpl implements Dispatcher {
     return promise;
   }
 
-  /**
-   * Every queue is full: a more urgent call takes the place of the newest
-   * queued job of the lowest tier below it; failing that, a tenant below its
-   * weighted share of its tier takes the place of the newest job of the
-   * tier's heaviest tenant. On the serving worker with the best such victim;
-   * the victim is answered RESOURCE_EXHAUSTED at once.
-   */
+  /** Every queue is full: the place of a queued job this call may displace (displace.ts), its victim answered at once. */
   private displaceFor(entry: BackendEntry, priority: number, tenant: string): Worker<Job> | undefined {
-    let target: Worker<Job> | undefined;
-    let victim: Job | undefined;
-    for (const w of entry.workers) {
-      if (w.state !== "serving") continue;
-      const v = w.queue.victimFor(priority);
-      if (v !== undefined && (victim === undefined || v.priority > victim.priority)) {
-        target = w;
-        victim = v;
-      }
-    }
-    if (victim === undefined) {
-      for (const w of entry.workers) {
-        if (w.state !== "serving") continue;
-        victim = w.queue.fairVictimFor(priority, tenant);
-        if (victim !== undefined) {
-          target = w;
-          break;
-        }
-      }
-    }
-    if (victim === undefined) return undefined;
-    const msg =
-      victim.priority > priority
-        ? `displaced from the queue of ${target!.id} by a more urgent call (priority ${priority} over ${victim.priority})`
-        : `displaced from the queue of ${target!.id}: tenant "${victim.tenant}" held more than its share of the full queue`;
-    this.life.settle(victim, "displaced", new DispatchError("resource_exhausted", msg), false);
-    return target;
+    const d = findDisplacement(entry, priority, tenant);
+    if (d === undefined) return undefined;
+    this.life.settle(d.victim, "displaced", new DispatchError("resource_exhausted", d.message), false);
+    return d.target;
   }
 
   /** Refuses a call `w` would have taken: counted on `w` and its tier. */

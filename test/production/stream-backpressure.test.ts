@@ -5,6 +5,7 @@ import type { App } from "../../src/app.js";
 import { SubmitRequestSchema } from "../../gen/dispatcher/v1/dispatcher_pb.js";
 import { startTestApp } from "../helpers/app.js";
 import { openNonReading } from "../helpers/stalled-streams.js";
+import { envelope } from "../server/raw-h2.js";
 
 /**
  * Streams to clients that never read: HTTP/2 flow control stops the server's
@@ -42,10 +43,7 @@ afterAll(async () => {
 
 function frame(i: number): Buffer {
   const msg = toBinary(SubmitRequestSchema, create(SubmitRequestSchema, { backend: "endless", metadata: { id: String(i) } }));
-  const out = Buffer.alloc(5 + msg.length);
-  out.writeUInt32BE(msg.length, 1);
-  Buffer.from(msg).copy(out, 5);
-  return out;
+  return envelope(msg);
 }
 
 describe("streams to clients that never read", () => {

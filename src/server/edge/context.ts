@@ -121,11 +121,7 @@ export class FastContext implements HandlerContext {
    */
   expire(): void {
     if (this.closed) return;
-    const reason = new ConnectError("the operation timed out", Code.DeadlineExceeded);
-    if (this.controller === undefined) {
-      this.controller = new AbortController();
-    }
-    this.controller.abort(reason);
+    (this.controller ??= new AbortController()).abort(new ConnectError("the operation timed out", Code.DeadlineExceeded));
   }
 
   abort(reason?: unknown): void {
