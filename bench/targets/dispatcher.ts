@@ -3,6 +3,7 @@
 //   --traced     (d): OpenTelemetry on, every span sampled, batch processor, exporter that drops
 //   --pins N     holds N live session pins, created through the programmatic API before "ready"
 //   --genai URL  adds a backend "chat" of kind genai (streaming) whose one worker is the upstream at URL
+//   --echo W,C,Q,D  the echo backend's workers, max_concurrency, queue_capacity and delay in ms (default 4,16,128,0)
 //   --front F    HTTP/2 front end: edge (default: raw streams, gRPC unary fast path), universal (raw streams, every
 //                call through connect's handler) or compat (node's compat layer + connectNodeAdapter, as before the edge)
 import { parseArgs } from "node:util";
@@ -35,10 +36,11 @@ const dropExporter: SpanExporter = {
 };
 
 const { values } = parseArgs({
-  options: { traced: { type: "boolean" }, pins: { type: "string" }, front: { type: "string" }, genai: { type: "string" } },
+  options: { traced: { type: "boolean" }, pins: { type: "string" }, front: { type: "string" }, genai: { type: "string" }, echo: { type: "string" } },
 });
 const front = values.front ?? "edge";
 const pins = Number(values.pins ?? 0);
+const [echoWorkers, echoConcurrency, echoQueue, echoDelayMs] = (values.echo ?? "4,16,128,0").split(",").map(Number) as [number, number, number, number];
 
 async function main(): Promise<void> {
   let telemetry: Awaited<ReturnType<TelemetryModule["startTelemetry"]>> | undefined;
@@ -63,9 +65,10 @@ async function main(): Promise<void> {
       {
         name: "echo",
         kind: "echo",
-        workers: 4,
-        max_concurrency: 16,
-        queue_capacity: 128,
+        workers: echoWorkers,
+        max_concurrency: echoConcurrency,
+        queue_capacity: echoQueue,
+        options: { delay_ms: echoDelayMs },
         affinity: { ttl: "1h", max_pins: Math.max(100_000, pins) },
       },
       ...(values.genai === undefined

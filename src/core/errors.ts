@@ -47,7 +47,12 @@ export class DispatchError extends Error {
   readonly abortReason: AbortReason | undefined;
 
   constructor(code: ErrorCode, message: string, options: DispatchErrorOptions = {}) {
+    // No stack: a DispatchError is a status to answer, not a bug to trace (a cause keeps its own), and refusals
+    // under overload are the hot error path: capturing a stack there cost more than the rest of a refusal.
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    Error.stackTraceLimit = limit;
     this.code = code;
     this.retryable = options.retryable ?? false;
     this.retryAfterMs = options.retryAfterMs;

@@ -29,8 +29,15 @@ export function statusOfCode(code: ErrorCode): Code {
  * protocol headers into our response (connect 2.1.2).
  */
 export function toConnectError(reason: unknown): ConnectError {
-  if (reason instanceof ConnectError) return new ConnectError(reason.rawMessage, reason.code);
-  const e = DispatchError.from(reason);
-  const metadata = e.metadata === undefined ? undefined : new Headers(e.metadata);
-  return new ConnectError(e.message, statusOf[e.code], metadata);
+  // Without a stack, as DispatchError: what the client is answered, not a bug (and overload makes many).
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    if (reason instanceof ConnectError) return new ConnectError(reason.rawMessage, reason.code);
+    const e = DispatchError.from(reason);
+    const metadata = e.metadata === undefined ? undefined : new Headers(e.metadata);
+    return new ConnectError(e.message, statusOf[e.code], metadata);
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
 }
