@@ -6,7 +6,7 @@ import { findDisplacement } from "./displace.js";
 import { clearEjection } from "./ejection.js";
 import { DispatchError } from "./errors.js";
 import type { HandlerResult, Payload } from "./handler.js";
-import { Job, type BackendEntry } from "./job.js";
+import { Job, type BackendEntry, type CancelSignal } from "./job.js";
 import { Lifecycle } from "./lifecycle.js";
 import { noopObserver, type AffinityOutcome } from "./observer.js";
 import { nonNegativeNumber, validateBackendOptions, type BackendOptions, type DispatcherOptions } from "./options.js";
@@ -27,8 +27,8 @@ export interface SubmitOptions {
   /** Default: JSON null. */
   payload?: Payload;
   metadata?: Record<string, string>;
-  /** The caller's cancellation (client cancel or disconnect). */
-  signal?: AbortSignal;
+  /** The caller's cancellation (client cancel or disconnect): an AbortSignal, or anything as little (CancelSignal). */
+  signal?: CancelSignal;
   /** The caller's deadline, relative, in ms. */
   timeoutMs?: number;
   /** Tier, 0 = most urgent; undefined for the backend's default. Above the backend's last tier: held to the last. */
@@ -160,7 +160,10 @@ class DispatcherImpl implements Dispatcher {
   submitStream(req: SubmitOptions): JobStream {
     const sink = new StreamSink();
     const stop = new AbortController();
-    const signal = req.signal === undefined ? stop.signal : AbortSignal.any([req.signal, stop.signal]);
+    let signal = stop.signal;
+    if (req.signal instanceof AbortSignal) signal = AbortSignal.any([req.signal, stop.signal]);
+    else if (req.signal?.aborted === true) stop.abort();
+    else req.signal?.addEventListener("abort", { handleEvent: () => stop.abort() });
     const result = this.admit({ ...req, signal }, sink);
     // A refused call never reached a worker: its stream ends with the refusal.
     result.catch((e: unknown) => sink.end(DispatchError.from(e)));

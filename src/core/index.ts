@@ -1,6 +1,7 @@
 // The core: transport-free and telemetry-free. Node built-ins only.
 export { createDispatcher } from "./dispatcher.js";
 export type { Dispatcher, SubmitOptions, JobResult, JobStream, WorkerSnapshot } from "./dispatcher.js";
+export type { AbortListener, CancelSignal } from "./job.js";
 export type { StreamEvent } from "./stream.js";
 export { ChunkCollector } from "./stream.js";
 export { LocalJobStore, type LocalJobStoreOptions } from "./local-job-store.js";

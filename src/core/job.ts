@@ -61,6 +61,21 @@ export interface BackendEntry {
  * path allocates no closures for those. Its state changes only in
  * Lifecycle.transition().
  */
+/**
+ * What the core needs of a caller's cancellation: an AbortSignal has it, and
+ * a transport can offer it without one (the edge's fast path makes no
+ * AbortController per call). A listener is an object (Job.handleEvent).
+ */
+export interface AbortListener {
+  handleEvent(event: unknown): void;
+}
+
+export interface CancelSignal {
+  readonly aborted: boolean;
+  addEventListener(type: "abort", listener: AbortListener): void;
+  removeEventListener(type: "abort", listener: AbortListener): void;
+}
+
 export class Job implements JobView, FairNode {
   prev: QueueNode | null = null;
   next: QueueNode | null = null;
@@ -116,7 +131,7 @@ export class Job implements JobView, FairNode {
     readonly sessionId: string,
     readonly payload: Payload,
     readonly metadata: Record<string, string>,
-    readonly clientSignal: AbortSignal | undefined,
+    readonly clientSignal: CancelSignal | undefined,
     /** Clock ms; Infinity for none. */
     readonly deadline: number,
     readonly admittedAt: number,

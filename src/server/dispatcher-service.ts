@@ -7,7 +7,7 @@ import { accessEntry, type AccessLog } from "./access-log.js";
 import { payloadFromProto, streamDoneToProto, streamEventToProto, submitResponseToProto } from "./convert.js";
 import { toConnectError } from "./errors.js";
 import { connectionKey } from "./edge/connection.js";
-import { requestHeaderValue } from "./edge/context.js";
+import { cancelSignalOf, requestHeaderValue } from "./edge/context.js";
 import { frameSinkFor } from "./frame-sink.js";
 import { effectiveTimeoutMs, type Limits } from "./limits.js";
 import type { MetricsHub } from "./metrics-hub.js";
@@ -93,7 +93,7 @@ export function dispatcherRoutes(
       sessionId,
       payload,
       metadata: req.metadata,
-      signal: ctx.signal,
+      signal: cancelSignalOf(ctx),
       timeoutMs: effectiveTimeoutMs(ctx.timeoutMs(), limits),
       priority: req.priority,
       tenant: req.tenant,
