@@ -16,18 +16,14 @@ import { createDispatcher } from "../../src/core/index.js";
 import { startServer, type DispatcherServer } from "../../src/server/index.js";
 import { bufCurl } from "../helpers/buf.js";
 import { connectClient, grpcJsClient, grpcUnary, type Protocol } from "../helpers/clients.js";
-import { envelope, firstMessage, rawCall, type RawAnswer } from "./raw-h2.js";
+import { FRONTS, envelope, firstMessage, rawCall, type RawAnswer } from "./raw-h2.js";
 
 /**
  * The edge's answers against connect's own: the same calls to the previous
  * front end (node's compat layer + connectNodeAdapter), to the edge with
  * every call through connect's handler, and to the edge's fast path.
  */
-const fronts = [
-  { name: "compat", frontEnd: "compat" as const, fastPath: true },
-  { name: "edge (connect handler)", frontEnd: "edge" as const, fastPath: false },
-  { name: "edge (fast path)", frontEnd: "edge" as const, fastPath: true },
-];
+const fronts = FRONTS;
 const servers: DispatcherServer[] = [];
 const TOKEN = "s3cret-token";
 

@@ -13,7 +13,7 @@ import { echoHandler } from "../../src/backends/echo.js";
 import { createDispatcher, type Dispatcher } from "../../src/core/index.js";
 import { startServer, type DispatcherServer } from "../../src/server/index.js";
 import { connectClient, grpcJsClient } from "../helpers/clients.js";
-import { envelope, rawCall, type RawAnswer } from "./raw-h2.js";
+import { FRONTS, envelope, rawCall, type RawAnswer } from "./raw-h2.js";
 
 /**
  * The edge's server-streaming fast path against connect's own gRPC handler:
@@ -21,11 +21,7 @@ import { envelope, rawCall, type RawAnswer } from "./raw-h2.js";
  * connectNodeAdapter), to the edge with every call through connect, and to
  * the edge's fast path.
  */
-const fronts = [
-  { name: "compat", frontEnd: "compat" as const, fastPath: true },
-  { name: "edge (connect handler)", frontEnd: "edge" as const, fastPath: false },
-  { name: "edge (fast path)", frontEnd: "edge" as const, fastPath: true },
-];
+const fronts = FRONTS;
 const servers: { server: DispatcherServer; dispatcher: Dispatcher }[] = [];
 const TOKEN = "s3cret-token";
 

@@ -1,6 +1,17 @@
 import * as http2 from "node:http2";
 import { brotliDecompressSync, gunzipSync } from "node:zlib";
 
+/**
+ * The front ends the conformance tests compare: the previous one (node's
+ * compat layer + connectNodeAdapter, the reference), the edge with every
+ * call through connect's handler, and the edge's fast path.
+ */
+export const FRONTS = [
+  { name: "compat", frontEnd: "compat" as const, fastPath: true },
+  { name: "edge (connect handler)", frontEnd: "edge" as const, fastPath: false },
+  { name: "edge (fast path)", frontEnd: "edge" as const, fastPath: true },
+];
+
 /** What a client sees of one HTTP/2 answer: headers (no date), the body bytes, trailers. */
 export interface RawAnswer {
   headers: Record<string, string>;
