@@ -131,7 +131,7 @@ export async function backendOptions(config: Config, env: NodeJS.ProcessEnv = pr
   try {
     for (const [i, b] of config.backends.entries()) {
       const endpoints = typeof b.workers === "number" ? [] : b.workers.map((w) => w.endpoint).filter((e) => e !== undefined);
-      const { handler, close, tokensFor } = await createBackend(b.kind, b.options, `backends[${i}]`, {
+      const { handler, close, tokensFor, ambientTrace } = await createBackend(b.kind, b.options, `backends[${i}]`, {
         endpoints,
         env,
         idempotent: b.idempotent ?? false,
@@ -155,6 +155,7 @@ export async function backendOptions(config: Config, env: NodeJS.ProcessEnv = pr
         stallTimeoutMs: b.stallTimeoutMs,
         limits: b.limits,
         tokensFor,
+        ambientTrace,
       });
     }
   } catch (e) {

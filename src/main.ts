@@ -111,6 +111,8 @@ async function main(): Promise<number> {
     telemetry = await startTelemetry({
       prometheusPort: config.telemetry.prometheusPort,
       prometheusHost: config.telemetry.prometheusHost,
+      // Only user code may make its own spans under a job's; the built-in kinds hand trace context on explicitly.
+      ambientContext: config.backends.some((b) => b.kind === "module"),
     });
     if (telemetry.prometheusPort !== undefined) {
       log.info({ port: telemetry.prometheusPort }, `metrics at http://${config.telemetry.prometheusHost}:${telemetry.prometheusPort}/metrics`);

@@ -24,6 +24,7 @@ interface TelemetryModule {
     spanProcessors?: SpanProcessor[];
     prometheusPort?: number;
     prometheusHost?: string;
+    ambientContext?: boolean;
   }): Promise<{ observer: DispatchObserver; interceptors: Interceptor[]; prometheusPort: number | undefined; shutdown(): Promise<void> }>;
 }
 
@@ -57,6 +58,8 @@ async function main(): Promise<void> {
     telemetry = await mod.startTelemetry({
       env: { ...process.env, OTEL_TRACES_SAMPLER: "always_on", OTEL_TRACES_EXPORTER: "none", OTEL_METRICS_EXPORTER: "none" },
       spanProcessors: [new BatchSpanProcessor(dropExporter)],
+      // As the service starts it when no backend runs user code (main.ts): no async context manager.
+      ambientContext: false,
     });
   }
   const config = validateConfig({

@@ -64,6 +64,7 @@ export function genaiBackend(o: Record<string, unknown>, at: string, kind: KindC
       return { json, metadata: usageOf(json) };
     },
     close: () => upstreams.close(),
+    ambientTrace: false,
   };
 }
 

@@ -50,6 +50,7 @@ export function httpBackend(o: Record<string, unknown>, at: string, kind: KindCo
       return { binary: new Uint8Array(res.body.buffer, res.body.byteOffset, res.body.length), metadata };
     },
     close: () => upstreams.close(),
+    ambientTrace: false,
   };
 }
 

@@ -9,6 +9,11 @@ export interface BackendInstance {
   close?: (() => void | Promise<void>) | undefined;
   /** Tokens a request asks for (e.g. its max_tokens), reserved under token limits; undefined = the configured estimate. */
   tokensFor?: ((payload: Payload) => number | undefined) | undefined;
+  /**
+   * BackendOptions.ambientTrace. Default true (a kind's handler may make its own spans); the built-in kinds
+   * set false: they carry trace context in their requests' headers (ctx.traceHeaders()) and need no active span.
+   */
+  ambientTrace?: boolean | undefined;
 }
 
 /** What a kind may know of the backend it serves, beside its options. */

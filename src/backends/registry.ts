@@ -40,7 +40,8 @@ registerBackendKind("echo", (o, at) => {
     }
     return v;
   };
-  return echoHandler({ delayMs: num("delay_ms"), streamChunks: Math.floor(num("stream_chunks", 10_000)), chunkDelayMs: num("chunk_delay_ms") });
+  const handler = echoHandler({ delayMs: num("delay_ms"), streamChunks: Math.floor(num("stream_chunks", 10_000)), chunkDelayMs: num("chunk_delay_ms") });
+  return { handler, ambientTrace: false };
 });
 registerBackendKind("http", httpBackend);
 registerBackendKind("genai", genaiBackend);

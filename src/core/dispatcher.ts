@@ -35,6 +35,20 @@ export interface SubmitOptions {
   priority?: number;
   /** Whose call this is, for fairness between tenants; "" or undefined for none. */
   tenant?: string;
+  /**
+   * The caller's trace context, opaque to the core: handed to observers
+   * (JobView.traceParent, jobRejected), so that telemetry parents the job's
+   * spans without an active async context (on Node 20 one switches on async
+   * hooks for every promise in the process).
+   */
+  traceParent?: unknown;
+}
+
+/** What a refusal knows of its call once its tier and tenant are resolved. */
+interface CallInfo {
+  priority: number;
+  tenant: string;
+  traceParent: unknown;
 }
 
 /** Longest tenant name: tenants come from clients, and each queued tenant holds its name. */
@@ -144,6 +158,7 @@ class DispatcherImpl implements Dispatcher {
       stallTimeoutMs: o.stallTimeoutMs,
       close: o.close,
       tokensFor: o.tokensFor,
+      ambientTrace: o.ambientTrace,
       active: 0,
       retrying: 0,
     });
@@ -194,36 +209,36 @@ class DispatcherImpl implements Dispatcher {
   }
 
   private admitNow(req: SubmitOptions, sink: StreamSink | undefined): Promise<JobResult> {
-    if (this.closing) return this.refuse(req.backend, undefined, new DispatchError("unavailable", "the dispatcher is shutting down"));
+    if (this.closing) return this.refuse(req.backend, undefined, new DispatchError("unavailable", "the dispatcher is shutting down"), req.traceParent);
     const entry = this.entries.get(req.backend);
     if (entry === undefined) {
       const err =
         req.backend === "" || req.backend === undefined
           ? new DispatchError("invalid_argument", `backend: required; known backends: ${this.backendNames().join(", ")}`)
           : new DispatchError("not_found", `unknown backend "${req.backend}"; known backends: ${this.backendNames().join(", ")}`);
-      return this.refuse(req.backend, undefined, err);
+      return this.refuse(req.backend, undefined, err, req.traceParent);
     }
-    if (req.signal?.aborted) return this.refuse(req.backend, undefined, new DispatchError("cancelled", "the client cancelled the call"));
+    if (req.signal?.aborted) return this.refuse(req.backend, undefined, new DispatchError("cancelled", "the client cancelled the call"), req.traceParent);
     const life = this.life;
     const now = life.clock.now();
     let deadline = Infinity;
     if (req.timeoutMs !== undefined) {
       if (!(req.timeoutMs > 0)) {
-        return this.refuse(req.backend, undefined, new DispatchError("deadline_exceeded", "the call's deadline had passed before it was admitted"));
+        return this.refuse(req.backend, undefined, new DispatchError("deadline_exceeded", "the call's deadline had passed before it was admitted"), req.traceParent);
       }
       deadline = now + req.timeoutMs;
     }
     const sched = entry.scheduling;
     let priority = req.priority ?? sched.defaultPriority;
     if (!Number.isInteger(priority) || priority < 0) {
-      return this.refuse(req.backend, undefined, new DispatchError("invalid_argument", `priority: expected an integer ≥ 0 (0 = most urgent), got ${priority}`));
+      return this.refuse(req.backend, undefined, new DispatchError("invalid_argument", `priority: expected an integer ≥ 0 (0 = most urgent), got ${priority}`), req.traceParent);
     }
     priority = Math.min(priority, sched.priorityLevels - 1);
     const tenant = req.tenant || (sched.tenantMetadataKey !== undefined ? req.metadata?.[sched.tenantMetadataKey] : undefined) || "";
     if (tenant.length > MAX_TENANT_LENGTH) {
-      return this.refuse(req.backend, undefined, new DispatchError("invalid_argument", `tenant: longer than ${MAX_TENANT_LENGTH} characters`));
+      return this.refuse(req.backend, undefined, new DispatchError("invalid_argument", `tenant: longer than ${MAX_TENANT_LENGTH} characters`), req.traceParent);
     }
-    const call = { priority, tenant };
+    const call: CallInfo = { priority, tenant, traceParent: req.traceParent };
     // Selection and the reservation of a slot happen in this one synchronous step: no double booking.
     const sessionId = req.sessionId ?? "";
     const sel = selectWorker(entry, sessionId, now, life.random, undefined);
@@ -259,15 +274,16 @@ class DispatcherImpl implements Dispatcher {
       req.metadata ?? {}, req.signal, deadline, now, priority, tenant);
     job.predictedWaitMs = estimate;
     job.sink = sink;
+    job.traceParent = req.traceParent;
     const promise = new Promise<JobResult>((resolve, reject) => {
       job.resolve = resolve;
       job.reject = reject;
     });
     life.active++;
     entry.active++;
-    // A job that queues, or may retry, starts from another job's completion or a timer:
-    // keep the submitter's async context (tracing) for it.
-    if (entry.retry !== undefined || queues) job.context = new AsyncResource("dispatcher.job");
+    // A job that queues, or may retry, starts from another job's completion or a timer: keep the
+    // submitter's async context for a handler that may read it (ambientTrace; the built-in kinds do not).
+    if (entry.ambientTrace && (entry.retry !== undefined || queues)) job.context = new AsyncResource("dispatcher.job");
     if (job.clientSignal !== undefined) job.clientSignal.addEventListener("abort", job);
     life.transition(job, "queued", now);
     life.pump(w, now);
@@ -283,16 +299,16 @@ class DispatcherImpl implements Dispatcher {
   }
 
   /** Refuses a call `w` would have taken: counted on `w` and its tier. */
-  private rejectOn(w: Worker<Job>, call: { priority: number; tenant: string }, message: string): Promise<never> {
+  private rejectOn(w: Worker<Job>, call: CallInfo, message: string): Promise<never> {
     w.rejectedByTier[call.priority]!++;
-    return this.refuse(w.backend, w.id, new DispatchError("resource_exhausted", message), call);
+    return this.refuse(w.backend, w.id, new DispatchError("resource_exhausted", message), call.traceParent, call);
   }
 
-  private refuse(backend: string, workerId: string | undefined, err: DispatchError, call?: { priority: number; tenant: string }): Promise<never> {
+  private refuse(backend: string, workerId: string | undefined, err: DispatchError, traceParent: unknown, call?: CallInfo): Promise<never> {
     const o = this.life.observer;
     if (o.jobRejected !== undefined) {
       try {
-        o.jobRejected(backend, workerId, err, call);
+        o.jobRejected(backend, workerId, err, call, traceParent);
       } catch (e) {
         this.life.report(e, "jobRejected");
       }
@@ -300,7 +316,7 @@ class DispatcherImpl implements Dispatcher {
     return Promise.reject(err);
   }
 
-  private rejectFull(entry: BackendEntry, pinned: Worker<Job> | undefined, call: { priority: number; tenant: string }): Promise<never> {
+  private rejectFull(entry: BackendEntry, pinned: Worker<Job> | undefined, call: CallInfo): Promise<never> {
     // Count the rejection on the worker that would have taken the job.
     const preferred = rejectionWorker(entry, pinned);
     const serving = entry.workers.filter((w) => w.state === "serving").length;

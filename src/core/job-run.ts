@@ -57,6 +57,6 @@ export class JobRun extends LazyAbortController implements HandlerContext {
 export function callHandler(run: JobRun): Promise<HandlerResult | ChunkStream> | HandlerResult | ChunkStream {
   const job = run.job;
   const observer = job.owner.observer;
-  if (observer.runHandler === undefined) return job.entry.handler(job.payload, run);
+  if (observer.runHandler === undefined || !job.entry.ambientTrace) return job.entry.handler(job.payload, run);
   return observer.runHandler(job, () => job.entry.handler(job.payload, run));
 }

@@ -49,6 +49,8 @@ export interface BackendEntry {
   close: (() => void | Promise<void>) | undefined;
   /** Tokens a request asks for (its max_tokens), for token limits; undefined = the backend cannot tell. */
   tokensFor: ((payload: Payload) => number | undefined) | undefined;
+  /** BackendOptions.ambientTrace: the handler runs through observer.runHandler. */
+  ambientTrace: boolean;
   /** Jobs of this backend admitted and not settled (the retry budget's base). */
   active: number;
   /** Of those, jobs that have failed an attempt and are waiting to retry or running a retry. */
@@ -119,6 +121,8 @@ export class Job implements JobView, FairNode {
    * of a queued submit (bench/ core suite profile).
    */
   context: AsyncResource | undefined = undefined;
+  /** SubmitOptions.traceParent. */
+  traceParent: unknown = undefined;
   resolve!: (r: JobResult) => void;
   reject!: (e: DispatchError) => void;
 

@@ -50,6 +50,8 @@ export interface JobView {
   readonly startedAt: number;
   /** When the job settled; in jobRetrying, when the failed attempt ended. */
   readonly endedAt: number;
+  /** SubmitOptions.traceParent: the caller's trace context, opaque to the core. */
+  readonly traceParent: unknown;
   tag: unknown;
 }
 
@@ -88,8 +90,11 @@ export interface DispatchObserver {
   jobEnded?(job: JobView, outcome: JobOutcome, error: DispatchError | undefined, from: JobState): void;
   /** A streaming attempt pulled a chunk from its handler; `job.chunks` is 1 for the first (time to first chunk). */
   jobChunk?(job: JobView): void;
-  /** A submit was refused before any worker accepted it; `call` gives its tier and tenant where they were known. */
-  jobRejected?(backend: string, workerId: string | undefined, error: DispatchError, call?: { priority: number; tenant: string }): void;
+  /**
+   * A submit was refused before any worker accepted it; `call` gives its tier and tenant where they were known,
+   * `traceParent` the caller's trace context (SubmitOptions.traceParent).
+   */
+  jobRejected?(backend: string, workerId: string | undefined, error: DispatchError, call?: { priority: number; tenant: string }, traceParent?: unknown): void;
   /** A worker left selection (ejected, for `forMs`) or came back (`forMs` undefined). */
   workerStateChanged?(worker: WorkerView, reason: string, forMs: number | undefined): void;
   /** A failed attempt was not retried though the backend retries: why (e.g. "retry budget exhausted"). */

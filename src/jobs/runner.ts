@@ -1,5 +1,5 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
-import { context, propagation, ROOT_CONTEXT, SpanKind, trace } from "@opentelemetry/api";
+import { propagation, ROOT_CONTEXT, SpanKind, trace, type Context } from "@opentelemetry/api";
 import { ChunkSchema, SubmitRequestSchema, SubmitResponseSchema } from "../../gen/dispatcher/v1/dispatcher_pb.js";
 import type { BackendLog } from "../backends/log.js";
 import { ChunkCollector, DispatchError, type AsyncJobOutcome, type ClaimedJob, type Dispatcher, type JobStore, type Payload } from "../core/index.js";
@@ -111,7 +111,7 @@ export class JobRunner {
       attributes: { "dispatcher.backend": c.job.backend, "dispatcher.job.id": c.job.id },
     }, ROOT_CONTEXT);
     try {
-      const outcome = await context.with(trace.setSpan(ROOT_CONTEXT, span), () => this.outcome(c, abort));
+      const outcome = await this.outcome(c, abort, trace.setSpan(ROOT_CONTEXT, span));
       if (outcome !== undefined) span.setAttribute("dispatcher.job.state", outcome.state);
       if (outcome !== undefined) await this.o.store.finish(c, outcome);
     } catch (e) {
@@ -123,7 +123,7 @@ export class JobRunner {
   }
 
   /** Runs the job to its outcome; undefined when it must not be recorded here (shutting down, or not ours to start). */
-  private async outcome(c: ClaimedJob, abort: AbortController): Promise<AsyncJobOutcome | undefined> {
+  private async outcome(c: ClaimedJob, abort: AbortController, traceParent: Context): Promise<AsyncJobOutcome | undefined> {
     const job = c.job;
     const req = fromBinary(SubmitRequestSchema, job.request);
     let payload: Payload;
@@ -140,7 +140,7 @@ export class JobRunner {
       let first: Payload | undefined;
       const s = this.o.dispatcher.submitStream({
         backend: req.backend, sessionId: req.sessionId, payload, metadata: req.metadata,
-        signal: abort.signal, timeoutMs: left, priority: req.priority, tenant: req.tenant,
+        signal: abort.signal, timeoutMs: left, priority: req.priority, tenant: req.tenant, traceParent,
       });
       try {
         for await (const e of s.events) {

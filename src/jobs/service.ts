@@ -1,5 +1,5 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { context, propagation } from "@opentelemetry/api";
+import { context, propagation, type Context } from "@opentelemetry/api";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import {
@@ -21,6 +21,7 @@ import { checkSubmit } from "../server/dispatcher-service.js";
 import { jobStateToProto } from "../server/convert.js";
 import { statusOfCode } from "../server/errors.js";
 import type { Limits } from "../server/limits.js";
+import { traceParentOf } from "../server/trace-parent.js";
 
 /** `jobs:` config (docs/jobs.md). */
 export interface JobsSettings {
@@ -45,7 +46,7 @@ export const MAX_WATCHES = 1_000;
 export function jobMethods(dispatcher: Dispatcher, store: JobStore, settings: JobsSettings, limits: Limits, maxWatches = MAX_WATCHES) {
   let watching = 0;
   return {
-    async enqueue(req: EnqueueRequest): Promise<EnqueueResponse> {
+    async enqueue(req: EnqueueRequest, ctx: HandlerContext): Promise<EnqueueResponse> {
       const r = req.request;
       if (r === undefined) throw new ConnectError("request: required (the SubmitRequest to run)", Code.InvalidArgument);
       checkSubmit(r, limits);
@@ -64,7 +65,7 @@ export function jobMethods(dispatcher: Dispatcher, store: JobStore, settings: Jo
       }
       if (dispatcher.closing) throw new ConnectError("the service is shutting down", Code.Unavailable);
       const out = await store
-        .enqueue({ backend: r.backend, request: toBinary(SubmitRequestSchema, r), idempotencyKey: req.idempotencyKey, deadline: Date.now() + timeoutMs, traceparent: traceparentNow() }, settings.maxQueued)
+        .enqueue({ backend: r.backend, request: toBinary(SubmitRequestSchema, r), idempotencyKey: req.idempotencyKey, deadline: Date.now() + timeoutMs, traceparent: traceparentOf(ctx) }, settings.maxQueued)
         .catch(storeDown);
       if ("refused" in out) throw new ConnectError(out.refused, Code.ResourceExhausted);
       return { $typeName: "dispatcher.v1.EnqueueResponse", jobId: out.id, created: out.created };
@@ -142,9 +143,9 @@ export function jobToProto(j: AsyncJob): Job {
 }
 
 /** The Enqueue call's own trace context (its server span, when tracing is on), for the run's span to link to. */
-function traceparentNow(): string {
+function traceparentOf(ctx: HandlerContext): string {
   const carrier: Record<string, string> = {};
-  propagation.inject(context.active(), carrier);
+  propagation.inject((traceParentOf(ctx) as Context | undefined) ?? context.active(), carrier);
   return carrier["traceparent"] ?? "";
 }
 

@@ -11,6 +11,7 @@ import { cancelSignalOf, requestHeaderValue } from "./edge/context.js";
 import { frameSinkFor } from "./frame-sink.js";
 import { effectiveTimeoutMs, type Limits } from "./limits.js";
 import type { MetricsHub } from "./metrics-hub.js";
+import { traceParentOf } from "./trace-parent.js";
 
 /** WorkerMetrics interval when the request sets none (DESIGN.md §3). */
 const DEFAULT_INTERVAL_MS = 1_000;
@@ -97,6 +98,7 @@ export function dispatcherRoutes(
       timeoutMs: effectiveTimeoutMs(ctx.timeoutMs(), limits),
       priority: req.priority,
       tenant: req.tenant,
+      traceParent: traceParentOf(ctx),
     };
   }
 

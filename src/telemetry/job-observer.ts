@@ -38,9 +38,11 @@ function markFailed(span: Span, error: DispatchError): void {
  * `dispatcher.queue.wait` span from admission to start and a
  * `dispatcher.job.run` span from start to end, both children of the context
  * the job was submitted in (the RPC's SERVER span), captured at admission so
- * it holds however the job is later started. The run span is the active
- * context of the handler, so a backend's own spans and the trace headers of
- * its outgoing requests belong to it.
+ * it holds however the job is later started (the RPC's context arrives as
+ * JobView.traceParent; else the active one). The trace headers of a
+ * backend's outgoing requests belong to the run span; for a backend with
+ * ambientTrace (user code) the run span is also the active context of its
+ * handler, so the spans it makes are children of it.
  *
  * Only the methods of enabled signals are defined: with neither, this is the
  * empty observer and the core calls nothing.
@@ -61,8 +63,9 @@ export function createJobObserver(tracer: Tracer | undefined, metrics: JobMetric
       if (rec === undefined) {
         rec = new JobRecord();
         job.tag = rec;
-        // The submitter's context; a retry is queued from a timer, so it keeps the first attempt's.
-        if (tracer !== undefined) rec.parent = context.active();
+        // The submitter's context (the RPC's span, handed over as a value; else the active one);
+        // a retry is queued from a timer, so it keeps the first attempt's.
+        if (tracer !== undefined) rec.parent = (job.traceParent as Context | undefined) ?? context.active();
       }
       if (tracer !== undefined) {
         rec.wait = tracer.startSpan(n.SPAN_QUEUE_WAIT, { startTime: spanTimeAt(job.queuedAt), attributes: attributes(job) }, rec.parent);
@@ -127,14 +130,14 @@ export function createJobObserver(tracer: Tracer | undefined, metrics: JobMetric
       }
     },
 
-    jobRejected(backend, workerId, error, call) {
+    jobRejected(backend, workerId, error, call, traceParent) {
       if (tracer !== undefined) {
         // No queue took the job: a zero-length queue-wait span says where and why, under the RPC's span.
         const now = spanTime();
         const span = tracer.startSpan(n.SPAN_QUEUE_WAIT, {
           startTime: now,
           attributes: { [n.ATTR_BACKEND]: backend, [n.ATTR_OUTCOME]: "rejected" },
-        });
+        }, traceParent as Context | undefined);
         if (workerId !== undefined) span.setAttribute(n.ATTR_WORKER_ID, workerId);
         markFailed(span, error);
         span.end(now);

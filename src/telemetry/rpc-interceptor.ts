@@ -1,5 +1,4 @@
 import {
-  context,
   propagation,
   ROOT_CONTEXT,
   SpanKind,
@@ -16,6 +15,7 @@ import {
 import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
 import { METRIC_RPC_SERVER_CALL_DURATION } from "@opentelemetry/semantic-conventions";
 import { fastHook, type FastCallInfo, type WithFastHook } from "../server/edge/fast-hooks.js";
+import { traceParentKey } from "../server/trace-parent.js";
 import { spanTime } from "./clock.js";
 import * as n from "./names.js";
 
@@ -52,10 +52,11 @@ function messageOf(e: unknown): string | undefined {
 /**
  * One SERVER span per RPC, named "<package.Service>/<Method>", its parent
  * taken from the incoming W3C trace context; and the
- * `rpc.server.call.duration` histogram. The span is the active context of
- * the implementation; for a streaming response it lasts the whole stream and
- * each step of the generator runs in it (connect calls the generator outside
- * the interceptor, PLATFORM.md).
+ * `rpc.server.call.duration` histogram. For a streaming response the span
+ * lasts the whole stream. The span's context reaches the implementation as
+ * a value (traceParentKey; the fast path's FastHookCall.traceParent), which
+ * the service hands to the core: it is not made the active context, since
+ * on Node 20 that switches on async hooks for every promise in the process.
  */
 export function createRpcInterceptor(tracer: Tracer | undefined, meter: Meter | undefined): Interceptor | undefined {
   if (tracer === undefined && meter === undefined) return undefined;
@@ -118,9 +119,10 @@ export function createRpcInterceptor(tracer: Tracer | undefined, meter: Meter | 
     const service = req.service.typeName;
     if (UNTRACED.has(service)) return next(req);
     const { ctx, end } = begin(service, req.method.name, () => propagation.extract(ROOT_CONTEXT, req.header, headerGetter));
+    if (ctx !== undefined) req.contextValues.set(traceParentKey, ctx);
     let res;
     try {
-      res = ctx === undefined ? await next(req) : await context.with(ctx, next, undefined, req);
+      res = await next(req);
     } catch (e) {
       end(statusOf(e), e);
       throw e;
@@ -129,17 +131,14 @@ export function createRpcInterceptor(tracer: Tracer | undefined, meter: Meter | 
       end(OK);
       return res;
     }
-    return { ...res, message: streamInContext(res.message, ctx, end) } satisfies StreamResponse;
+    return { ...res, message: reportingEnd(res.message, end) } satisfies StreamResponse;
   };
   // The edge's gRPC fast path: the same span and histogram, read from the raw request headers, without the chain.
   interceptor[fastHook] = {
     start(call: FastCallInfo) {
       if (UNTRACED.has(call.service)) return undefined;
       const { ctx, end } = begin(call.service, call.method, () => propagation.extract(ROOT_CONTEXT, call, fastHeaderGetter));
-      return {
-        run: ctx === undefined ? undefined : <R>(fn: () => R): R => context.with(ctx, fn),
-        end,
-      };
+      return { traceParent: ctx, end };
     },
   };
   return interceptor;
@@ -152,23 +151,18 @@ const fastHeaderGetter: TextMapGetter<FastCallInfo> = {
 };
 
 /**
- * Runs each step of a response stream in `ctx`, and reports how the stream
- * ended: OK when it is exhausted, the thrown status when it fails, CANCELLED
- * when the server stops reading it early (the client went away).
+ * Reports how a response stream ended: OK when it is exhausted, the thrown
+ * status when it fails, CANCELLED when the server stops reading it early
+ * (the client went away).
  */
-function streamInContext<T>(
-  stream: AsyncIterable<T>,
-  ctx: Context | undefined,
-  end: (code: number, error?: unknown) => void,
-): AsyncIterable<T> {
-  const inContext = <R>(fn: () => R): R => (ctx === undefined ? fn() : context.with(ctx, fn));
+function reportingEnd<T>(stream: AsyncIterable<T>, end: (code: number, error?: unknown) => void): AsyncIterable<T> {
   return {
     [Symbol.asyncIterator]() {
       const it = stream[Symbol.asyncIterator]();
       return {
         async next() {
           try {
-            const r = await inContext(() => it.next());
+            const r = await it.next();
             if (r.done === true) end(OK);
             return r;
           } catch (e) {
@@ -178,12 +172,12 @@ function streamInContext<T>(
         },
         async return(value?: unknown) {
           end(Code.Canceled);
-          return it.return === undefined ? { done: true as const, value: value as never } : inContext(() => it.return!(value));
+          return it.return === undefined ? { done: true as const, value: value as never } : it.return(value);
         },
         async throw(e?: unknown) {
           end(statusOf(e), e);
           if (it.throw === undefined) throw e;
-          return inContext(() => it.throw!(e));
+          return it.throw(e);
         },
       };
     },

@@ -1,4 +1,4 @@
-import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError, createContextValues, type HandlerContext } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { createDispatcher, LocalJobStore } from "../../src/core/index.js";
 import { jobMethods } from "../../src/jobs/service.js";
@@ -10,7 +10,7 @@ describe("WatchJob streams per replica", () => {
     const dispatcher = createDispatcher({ backends: [{ name: "b", handler: () => ({ json: null }) }] });
     const m = jobMethods(dispatcher, store, { maxQueued: 10, defaultTimeoutMs: 60_000, maxTimeoutMs: 60_000 }, defaultLimits, 2);
     // No runner: the job stays queued and its watches stay open.
-    const { jobId } = await m.enqueue({ $typeName: "dispatcher.v1.EnqueueRequest", request: { $typeName: "dispatcher.v1.SubmitRequest", backend: "b", sessionId: "", payload: { case: undefined }, metadata: {}, tenant: "" }, idempotencyKey: "" });
+    const { jobId } = await m.enqueue({ $typeName: "dispatcher.v1.EnqueueRequest", request: { $typeName: "dispatcher.v1.SubmitRequest", backend: "b", sessionId: "", payload: { case: undefined }, metadata: {}, tenant: "" }, idempotencyKey: "" }, { values: createContextValues() } as HandlerContext);
     const ac = new AbortController();
     const ctx = { signal: ac.signal } as HandlerContext;
     const watch = () => m.watchJob({ $typeName: "dispatcher.v1.WatchJobRequest", jobId, afterEventId: "" }, ctx);

@@ -1,5 +1,6 @@
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
+import { context, ROOT_CONTEXT, trace } from "@opentelemetry/api";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startApp } from "../../src/app.js";
 import { validateConfig } from "../../src/config.js";
@@ -38,12 +39,17 @@ afterAll(async () => {
   await new Promise((resolve) => receiver.close(resolve));
 });
 
+/** A traced service as main.ts starts it with built-in backends only: no async context manager registered. */
 async function submitOnce(env: NodeJS.ProcessEnv): Promise<{ traced: boolean }> {
-  const telemetry = await startTelemetry({ env });
+  const telemetry = await startTelemetry({ env, ambientContext: false });
   const config = validateConfig({ server: { port: 0 }, backends: [{ name: "echo", kind: "echo" }] });
   const app = await startApp(config, { observer: telemetry.observer, interceptors: telemetry.interceptors });
   try {
-    await connectClient(app.server.port).submit({ backend: "echo", sessionId: "s" });
+    // No manager: entering a context makes nothing active (no async hooks in the process).
+    const span = trace.wrapSpanContext({ traceId: "4bf92f3577b34da6a3ce929d0e0e4736", spanId: "00f067aa0ba902b7", traceFlags: 1 });
+    expect(context.with(trace.setSpan(ROOT_CONTEXT, span), () => trace.getActiveSpan())).toBeUndefined();
+    // gRPC: the edge's fast path, whose spans are parented by value alone.
+    await connectClient(app.server.port, "grpc").submit({ backend: "echo", sessionId: "s" });
   } finally {
     await app.close();
     await telemetry.shutdown();

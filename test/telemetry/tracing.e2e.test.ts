@@ -4,7 +4,7 @@ import { create, fromJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
-import { SpanKind, SpanStatusCode } from "@opentelemetry/api";
+import { SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { SubmitRequestSchema, type SubmitResponse } from "../../gen/dispatcher/v1/dispatcher_pb.js";
 import { startApp, type App } from "../../src/app.js";
@@ -42,6 +42,8 @@ const recorder = new SpanRecorder();
 let telemetry: Telemetry;
 let app: App;
 let upstream: http.Server;
+let activeInHandler: string | undefined;
+let explicitHeaders: Record<string, string> | undefined;
 let upstreamHeaders: http.IncomingHttpHeaders[] = [];
 const admitted = counter();
 /** performance.now() when the last job was admitted. */
@@ -81,6 +83,26 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
   const upstreamUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/`;
+  // A registered handler runs with its run span active (ambientTrace, the default): its own spans are children.
+  app.dispatcher.register({
+    name: "own-span",
+    handler: (payload) =>
+      trace.getTracer("test").startActiveSpan("handler.work", (span) => {
+        activeInHandler = trace.getActiveSpan()?.spanContext().spanId;
+        span.end();
+        return payload;
+      }),
+  });
+  // One that carries trace context in its requests' headers only (as the built-in kinds do) runs with none active.
+  app.dispatcher.register({
+    name: "explicit",
+    ambientTrace: false,
+    handler: (payload, ctx) => {
+      activeInHandler = trace.getActiveSpan()?.spanContext().spanId;
+      explicitHeaders = ctx.traceHeaders();
+      return payload;
+    },
+  });
   app.dispatcher.register({
     name: "upstream",
     handler: async (payload, ctx) => {
@@ -210,6 +232,22 @@ describe("tracing through a real server", () => {
     expect(waits).toHaveLength(1);
     expect(runs).toHaveLength(1);
     expect(isChildOf(runs[0]!, server)).toBe(true);
+  });
+
+  it("makes the run span active for a handler that may make spans, and for one that says it needs none, only hands its traceparent", async () => {
+    await connectClient(app.server.port, "grpc").submit({ backend: "own-span", payload: json(null) });
+    const own = await submitTrace();
+    const [work] = inTrace(recorder.spans(), own.server.spanContext().traceId, "handler.work");
+    expect(work).toBeDefined();
+    expect(isChildOf(work!, own.runs[0]!)).toBe(true);
+    expect(activeInHandler).toBe(work!.spanContext().spanId);
+
+    await recorder.reset();
+    activeInHandler = "unset";
+    await connectClient(app.server.port, "grpc").submit({ backend: "explicit", payload: json(null) });
+    const explicit = await submitTrace();
+    expect(activeInHandler).toBeUndefined();
+    expect(explicitHeaders?.["traceparent"]?.split("-")[2]).toBe(explicit.runs[0]!.spanContext().spanId);
   });
 
   it("sends the run span's traceparent with the backend's outgoing request", async () => {

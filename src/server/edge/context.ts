@@ -40,6 +40,8 @@ export class FastContext implements HandlerContext {
   private ctxValues: ContextValues | undefined;
   private readonly deadline: number | undefined;
   private cancelSource: CallCancel | undefined;
+  /** A hook's FastHookCall.traceParent (read through traceParentOf). */
+  traceParent: unknown = undefined;
   /** Set when the stream closed before the call ended. */
   closedWith: unknown;
   closed = false;

@@ -19,8 +19,11 @@ export interface FastCallInfo {
 }
 
 export interface FastHookCall {
-  /** Runs the rest of the call (the implementation) inside, e.g. in a tracing context. */
-  run?<R>(fn: () => R): R;
+  /**
+   * The call's trace context, handed to the implementation (traceParentOf in
+   * src/server/trace-parent.ts) rather than made active around it.
+   */
+  traceParent?: unknown;
   /** The call's gRPC status (0 = OK) once answered; CANCELLED when the client went away. */
   end(code: number, error?: unknown): void;
 }

@@ -90,7 +90,7 @@ export function hooksOf(interceptors: readonly Interceptor[]): FastHook[] | unde
   return hooks ?? undefined;
 }
 
-/** Starts each hook (any may refuse the call), then runs `body` inside the hooks' `run`s. */
+/** Starts each hook (any may refuse the call), then runs `body`. */
 export function runHooked(call: FastCall, hooks: readonly FastHook[], body: () => void): void {
   const headers = call.ctx.headers;
   const info: FastCallInfo = {
@@ -109,20 +109,15 @@ export function runHooked(call: FastCall, hooks: readonly FastHook[], body: () =
   try {
     for (const h of hooks) {
       const c = h.start(info);
-      if (c !== undefined) started.push(c);
+      if (c === undefined) continue;
+      started.push(c);
+      if (c.traceParent !== undefined) call.ctx.traceParent = c.traceParent;
     }
   } catch (e) {
     answerError(call, e);
     return;
   }
-  let invoke = body;
-  for (let i = started.length - 1; i >= 0; i--) {
-    const c = started[i]!;
-    if (c.run === undefined) continue;
-    const inner = invoke;
-    invoke = () => c.run!(inner);
-  }
-  invoke();
+  body();
 }
 
 /** Tells the hooks how the call ended, once. */
