@@ -34,6 +34,8 @@ export function runH2load(o: {
   headers?: string[];
   /** Also read every request's time from h2load's per-request log, for percentiles. */
   latencies?: boolean;
+  /** Open loop: requests per second from each connection (h2load --rps), instead of as fast as answers come. */
+  rps?: number;
 }): Promise<H2loadResult> {
   const dir = mkdtempSync(join(tmpdir(), "bench-h2load-"));
   const file = join(dir, "body");
@@ -43,6 +45,7 @@ export function runH2load(o: {
     "-c", String(o.connections), "-m", String(o.streams), "-t", "1",
     "-d", file,
     ...(o.latencies ? [`--log-file=${join(dir, "log")}`] : []),
+    ...(o.rps !== undefined ? [`--rps=${o.rps}`] : []),
     ...(o.headers ?? ["content-type: application/grpc", "te: trailers"]).flatMap((h) => ["-H", h]),
     `http://127.0.0.1:${o.port}${o.path}`,
   ];
