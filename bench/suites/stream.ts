@@ -1,5 +1,6 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
+import { setTimeout as sleep } from "node:timers/promises";
 import { create, fromJson, toBinary, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { SubmitRequestSchema } from "../../gen/dispatcher/v1/dispatcher_pb.js";
@@ -15,19 +16,24 @@ const SUBMIT_STREAM = "/dispatcher.v1.DispatcherService/SubmitStream";
  * Streaming: time to first chunk through the dispatcher against calling the
  * fake OpenAI-compatible upstream (examples/fake-llm.mjs) directly, with 100
  * streams open at once (closed loop: each of 100 callers starts its next
- * stream when the last one ended), in alternating rounds, at two upstream
- * paces, with the dispatcher's own CPU per stream; and chunks per second
- * through the dispatcher (echo streaming a payload in 1,024 chunks).
+ * stream when the last one ended), in alternating rounds, with the
+ * dispatcher's own CPU per stream; and chunks per second through the
+ * dispatcher (echo streaming a payload in 1,024 chunks). Scenarios: callers
+ * whose starts are spread over a stream's length (independent clients: 100
+ * open at any moment, starting at different instants), at an LLM's pace (the
+ * target) and at ten times it; and the 100 starting at the same instant, in
+ * lockstep to the end (a batch fired at once).
  * The upstream and the dispatcher each run in their own process; the bench
  * process is the client, with Node's own lean clients on both paths, as an
  * application would call each: the upstream's server-sent events over
  * keep-alive HTTP/1.1 (node:http), the dispatcher's SubmitStream over gRPC
  * (node:http2, one connection, frames read without decoding the messages).
  */
-/** Upstream paces: a served model's (the target is checked here) and one ten times faster, where CPU per stream shows. */
+/** Upstream paces: a served model's (the target is checked there, starts spread) and one ten times faster, where CPU per stream shows. */
 const PACES = [
-  { name: "LLM pace", ttftMs: 200, tokenMs: 25, target: true },
-  { name: "stress pace", ttftMs: 20, tokenMs: 2, target: false },
+  { name: "LLM pace", ttftMs: 200, tokenMs: 25, spread: true, target: true },
+  { name: "LLM pace, 100 started at once", ttftMs: 200, tokenMs: 25, spread: false, target: false },
+  { name: "stress pace", ttftMs: 20, tokenMs: 2, spread: true, target: false },
 ] as const;
 
 interface PaceResult {
@@ -43,7 +49,7 @@ interface PaceResult {
 
 export async function streamSuite(ctx: BenchContext): Promise<Record<string, unknown>> {
   const rounds = ctx.mode === "full" ? 10 : ctx.mode === "quick" ? 4 : 1;
-  const perCaller = ctx.mode === "smoke" ? 1 : 3;
+  const perCaller = ctx.mode === "smoke" ? 1 : 4;
   const results: PaceResult[] = [];
   let chunksPerSecond = 0;
   for (const pace of PACES) {
@@ -63,10 +69,20 @@ export async function streamSuite(ctx: BenchContext): Promise<Record<string, unk
         const direct = () => firstSseContent(agent, fake.port, body);
         const through = () => firstGrpcChunk(session, request);
         const r: PaceResult = { name: pace.name, ttftMs: pace.ttftMs, tokenMs: pace.tokenMs, direct: [], dispatcher: [], cpuPerStreamMs: 0, streamsPerSecond: 0 };
+        // Spread: callers start one stream's length apart in all, so 100 streams are open at any
+        // moment with their starts (and their tokens) at different instants, as independent clients' are.
+        const streamMs = pace.ttftMs + pace.tokenMs * TOKENS;
+        let streamsRun = 0;
         const loop = async (run: () => Promise<number>, into: number[]) => {
           await Promise.all(
-            Array.from({ length: CONCURRENCY }, async () => {
-              for (let i = 0; i < perCaller; i++) into.push(await run());
+            Array.from({ length: CONCURRENCY }, async (_, caller) => {
+              if (pace.spread) await sleep((caller * streamMs) / CONCURRENCY);
+              for (let i = 0; i < perCaller; i++) {
+                const ms = await run();
+                streamsRun++;
+                // Spread, a caller's first and last streams overlap the ramp up and down: fewer than 100 open.
+                if (!pace.spread || perCaller < 3 || (i > 0 && i < perCaller - 1)) into.push(ms);
+              }
             }),
           );
         };
@@ -75,6 +91,7 @@ export async function streamSuite(ctx: BenchContext): Promise<Record<string, unk
         await loop(through, []);
         let cpu = 0;
         let wall = 0;
+        let streams = 0;
         for (let round = 0; round < rounds; round++) {
           for (const which of round % 2 === 0 ? (["direct", "dispatcher"] as const) : (["dispatcher", "direct"] as const)) {
             if (which === "direct") {
@@ -83,14 +100,16 @@ export async function streamSuite(ctx: BenchContext): Promise<Record<string, unk
             }
             const before = await dispatcher.cpuMs();
             const t0 = performance.now();
+            const run0 = streamsRun;
             await loop(through, r.dispatcher);
             wall += performance.now() - t0;
             cpu += (await dispatcher.cpuMs()) - before;
+            streams += streamsRun - run0;
           }
           ctx.log(`stream ${pace.name} round ${round + 1}/${rounds}`);
         }
-        r.cpuPerStreamMs = cpu / r.dispatcher.length;
-        r.streamsPerSecond = r.dispatcher.length / (wall / 1000);
+        r.cpuPerStreamMs = cpu / streams;
+        r.streamsPerSecond = streams / (wall / 1000);
         results.push(r);
         if (pace.target) chunksPerSecond = await echoChunksPerSecond(session, ctx.mode === "smoke" ? 4 : 32);
       } finally {
@@ -104,7 +123,8 @@ export async function streamSuite(ctx: BenchContext): Promise<Record<string, unk
 
   const p = (xs: number[], q: number) => percentile(xs, q);
   ctx.log(
-    `\nStreaming: ${CONCURRENCY} streams open at once (closed loop, ${perCaller} per caller per round, ${rounds} alternating rounds), ` +
+    `\nStreaming: ${CONCURRENCY} streams open at once (closed loop, ${perCaller} per caller per round, ${rounds} alternating rounds; ` +
+      `spread starts: each caller's first and last stream not counted), ` +
       `${TOKENS} tokens each, from the fake OpenAI-compatible upstream; upstream, dispatcher and client in three processes`,
   );
   const rows: string[][] = [];
