@@ -11,6 +11,7 @@ import { ByteBudget } from "./edge/budget.js";
 import { connectionKey } from "./edge/connection.js";
 import { buildRoutes, type EdgeRoute } from "./edge/routes.js";
 import { clampDeadlineHeaders } from "./edge/deadline.js";
+import { prescanned } from "./edge/prescan.js";
 import { createStreamHandler } from "./edge/stream-handler.js";
 import { Watchdog, type Watched } from "./edge/watchdog.js";
 import { SpecGrpcMessageResponse } from "./grpc-message.js";
@@ -97,37 +98,50 @@ export async function listenHttp2(o: Http2ServerOptions): Promise<Http2Listener>
     contextValues,
   });
   const cors = createCors({ allowedOrigins: o.corsAllowedOrigins ?? [] });
-  // gRPC-Web text mode over HTTP/1.1 (and the compat front end) goes to connect's handlers directly, translated
-  // (grpc-web-text.ts); the table is built on first use: most deployments never see such a call.
-  let textRoutes: Map<string, EdgeRoute> | undefined;
-  const serveText = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
-    textRoutes ??= buildRoutes(
+  // gRPC-Web text mode over HTTP/1.1 (and the compat front end), and the methods whose messages are checked before
+  // decode (prescan.ts), go to connect's handlers directly; the table is built on first use.
+  let directRoutes: Map<string, EdgeRoute> | undefined;
+  const serveDirect = (
+    req: http.IncomingMessage | http2.Http2ServerRequest,
+    res: http.ServerResponse | http2.Http2ServerResponse,
+    path: string,
+    text: boolean,
+  ) => {
+    directRoutes ??= buildRoutes(
       { interceptors: o.interceptors ?? [], readMaxBytes: o.readMaxBytes, acceptCompression: [compressionGzip, compressionBrotli] },
       o.routes,
     );
-    const url = req.url ?? "";
-    const q = url.indexOf("?");
-    const route = textRoutes.get(q < 0 ? url : url.slice(0, q));
+    const route = directRoutes.get(path);
     if (route === undefined) {
       res.writeHead(404);
       res.end();
       return;
     }
     const nodeRes = res as unknown as Parameters<typeof universalResponseToNodeResponse>[1];
-    // Without the HTTP/2 stream: frames written straight to it (frame-sink.ts) would skip the translation.
-    const values = createContextValues();
+    // In text mode without the HTTP/2 stream: frames written straight to it (frame-sink.ts) would skip the translation.
+    const values = text ? createContextValues() : contextValues(req);
     values.set(connectionKey, "stream" in req ? req.stream.session : req.socket);
-    const ureq = universalRequestFromNodeRequest(req, nodeRes, undefined, values);
-    route.handler(decodeTextRequest(ureq)).then(
-      (ures) => universalResponseToNodeResponse(encodeTextResponse(ures), nodeRes),
+    let ureq = universalRequestFromNodeRequest(req, nodeRes, undefined, values);
+    const check = o.prechecks?.get(path);
+    if (check !== undefined) {
+      const header = (name: string) => one(req.headers[name]);
+      const checks = { binary: check, json: o.json };
+      ureq = { ...ureq, body: prescanned(ureq.body as AsyncIterable<Uint8Array>, header("content-type") ?? "", header, checks, o.readMaxBytes) };
+    }
+    route.handler(text ? decodeTextRequest(ureq) : ureq).then(
+      (ures) => universalResponseToNodeResponse(text ? encodeTextResponse(ures) : ures, nodeRes),
       () => res.destroy(),
     ).catch(() => res.destroy());
   };
-  /** Before the dashboard and connect, HTTP/1.1 and the compat front end: CORS, then gRPC-Web text mode. */
+  /** Before the dashboard and connect, HTTP/1.1 and the compat front end: CORS, then gRPC-Web text mode and checked methods. */
   const serveNode = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
     if (cors !== undefined && corsHttp(cors, req, res)) return;
     if (o.dashboard?.http(req, res) === true) return;
-    if (isGrpcWebText(req.headers["content-type"])) return serveText(req, res);
+    const url = req.url ?? "";
+    const q = url.indexOf("?");
+    const path = q < 0 ? url : url.slice(0, q);
+    const text = isGrpcWebText(req.headers["content-type"]);
+    if (text || o.prechecks?.has(path) === true) return serveDirect(req, res, path, text);
     adapter(req as http.IncomingMessage, res as http.ServerResponse);
   };
   const h1Timeouts = watchHttp1(dog, o);
@@ -326,4 +340,8 @@ function corsStream(cors: Cors, stream: http2.ServerHttp2Stream, headers: http2.
     stream.respond = (h, options) => respond.call(stream, { ...h, ...extra, vary: h?.["vary"] === undefined ? extra["vary"] : `${String(h["vary"])}, Origin` }, options);
   }
   return false;
+}
+
+function one(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v.join(", ") : v;
 }

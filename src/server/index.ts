@@ -15,9 +15,10 @@ import type { JobCounts } from "../jobs/counts.js";
 import { createMetricsHub, type MetricsHub } from "./metrics-hub.js";
 import { reflectionRoutes } from "./reflection.js";
 import { deadlineCeiling } from "./edge/deadline.js";
-import { scanSubmitJson } from "./edge/json-scan.js";
+import { scanEnqueueJson, scanSubmitJson } from "./edge/json-scan.js";
 
-const submitPath = `/${DispatcherService.typeName}/${DispatcherService.method.submit.name}`;
+const methodPath = (m: { parent: { typeName: string }; name: string }) => `/${m.parent.typeName}/${m.name}`;
+const submitPath = methodPath(DispatcherService.method.submit);
 
 export interface ServerOptions {
   dispatcher: Dispatcher;
@@ -81,6 +82,7 @@ export async function startServer(o: ServerOptions): Promise<DispatcherServer> {
   const interceptors = [...(o.interceptors ?? [])];
   // After the caller's interceptors, so telemetry also sees refused calls.
   if (o.authTokens !== undefined) interceptors.push(bearerAuth(o.authTokens));
+  const submitCheck = (bytes: Uint8Array) => scanSubmitJson(bytes, limits.maxJsonNodes, limits.maxJsonDepth);
   const listener: Http2Listener = await listenHttp2({
     host: o.host ?? "127.0.0.1",
     port: o.port ?? 0,
@@ -96,7 +98,12 @@ export async function startServer(o: ServerOptions): Promise<DispatcherServer> {
     maxInflightCalls: limits.maxInflightCalls,
     maxDecodingBytes: limits.maxDecodingBytes,
     json: { maxNodes: limits.maxJsonNodes, maxDepth: limits.maxJsonDepth },
-    prechecks: new Map([[submitPath, (bytes: Uint8Array) => scanSubmitJson(bytes, limits.maxJsonNodes, limits.maxJsonDepth)]]),
+    // The methods whose requests carry a JSON payload: checked before decode on every path (edge/prescan.ts).
+    prechecks: new Map<string, (bytes: Uint8Array) => void>([
+      [submitPath, submitCheck],
+      [methodPath(DispatcherService.method.submitStream), submitCheck],
+      [methodPath(DispatcherService.method.enqueue), (bytes) => scanEnqueueJson(bytes, limits.maxJsonNodes, limits.maxJsonDepth)],
+    ]),
     frontEnd: o.frontEnd,
     fastPath: o.fastPath,
     corsAllowedOrigins: o.corsAllowedOrigins,

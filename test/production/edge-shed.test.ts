@@ -1,4 +1,6 @@
+import * as http from "node:http";
 import * as http2 from "node:http2";
+import { gzipSync } from "node:zlib";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { afterAll, describe, expect, it } from "vitest";
@@ -75,6 +77,93 @@ describe("bounded cost per byte", () => {
     expect(ok.workerId).toMatch(/^echo\//);
   });
 });
+
+/** One HTTP/1.1 request to the server's port (the protocol sniffer hands it to the HTTP/1.1 server). */
+function h1Call(port: number, headers: Record<string, string>, body: Buffer): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: "127.0.0.1", port, method: "POST", path: SUBMIT, headers }, (res) => {
+      const parts: Buffer[] = [];
+      res.on("data", (c: Buffer) => parts.push(c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts).toString("latin1") }));
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+const MILLION_NULLS = Math.floor((4 * 1024 * 1024 - 64) / 4);
+const LIMIT_MESSAGE = "json: more than 100000 values";
+
+describe("the payload is checked before decode in every protocol and encoding", () => {
+  it("16 concurrent gzip-compressed 4 MiB lists of a million nulls (4 KiB each on the wire): all refused, RSS grows ≤ 200 MB", { timeout: 120_000 }, async () => {
+    const s = await start();
+    const body = envelope(gzipSync(nullListSubmit(MILLION_NULLS)), 1);
+    expect(body.length).toBeLessThan(16 * 1024);
+    await gc();
+    const before = process.memoryUsage().rss;
+    let peak = before;
+    const sample = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20);
+    try {
+      const calls = Array.from({ length: 16 }, () => rawCall(s.port, { ...grpcHeaders, "grpc-encoding": "gzip" }, [body]));
+      await served(s);
+      for (const a of await Promise.all(calls)) {
+        expect(a.trailers["grpc-status"]).toBe(String(Code.InvalidArgument));
+        expect(decodeURIComponent(a.trailers["grpc-message"] ?? "")).toContain(LIMIT_MESSAGE);
+      }
+    } finally {
+      clearInterval(sample);
+    }
+    // Each is decompressed (to 4 MiB, read_max_bytes) to be checked, never decoded: unchecked, this took +2.6 GB.
+    expect((peak - before) / 2 ** 20).toBeLessThanOrEqual(200);
+  });
+
+  it("on SubmitStream and Enqueue too", async () => {
+    const s = await start();
+    const stream = await rawCall(s.port, { ...grpcHeaders, ":path": "/dispatcher.v1.DispatcherService/SubmitStream" }, [envelope(nullListSubmit(200_000))]);
+    expect(stream.trailers["grpc-status"]).toBe(String(Code.InvalidArgument));
+    expect(decodeURIComponent(stream.trailers["grpc-message"] ?? "")).toContain(LIMIT_MESSAGE);
+    // EnqueueRequest { SubmitRequest request = 1 }: refused before decode, whether or not background jobs are on.
+    const inner = nullListSubmit(200_000);
+    const enqueue = Buffer.concat([Buffer.from([0x0a]), varint(inner.length), inner]);
+    const e = await rawCall(s.port, { ...grpcHeaders, ":path": "/dispatcher.v1.DispatcherService/Enqueue" }, [envelope(enqueue)]);
+    expect(e.trailers["grpc-status"]).toBe(String(Code.InvalidArgument));
+    expect(decodeURIComponent(e.trailers["grpc-message"] ?? "")).toContain(LIMIT_MESSAGE);
+    // The Connect protocol's streaming JSON: the error in its end-of-stream message.
+    const json = Buffer.from(`{"backend":"echo","json":[${Array(200_000).fill("null").join(",")}]}`);
+    const c = await rawCall(s.port, { ":path": "/dispatcher.v1.DispatcherService/SubmitStream", "content-type": "application/connect+json", "connect-protocol-version": "1" }, [envelope(json)]);
+    expect(c.body.toString()).toContain(LIMIT_MESSAGE);
+    await served(s);
+  });
+
+  it("over HTTP/1.1: Connect JSON gzip-compressed, Connect binary, gRPC-Web", async () => {
+    const s = await start();
+    const json = gzipSync(Buffer.from(`{"backend":"echo","json":[${Array(200_000).fill("null").join(",")}]}`));
+    const a = await h1Call(s.port, { "content-type": "application/json", "content-encoding": "gzip", "connect-protocol-version": "1" }, json);
+    expect(a.status).toBe(400);
+    expect(a.body).toContain(LIMIT_MESSAGE);
+    const b = await h1Call(s.port, { "content-type": "application/proto", "connect-protocol-version": "1" }, nullListSubmit(200_000));
+    expect(b.status).toBe(400);
+    expect(b.body).toContain(LIMIT_MESSAGE);
+    const w = await h1Call(s.port, { "content-type": "application/grpc-web+proto", "x-grpc-web": "1" }, envelope(nullListSubmit(200_000)));
+    expect(w.status).toBe(200);
+    expect(decodeURIComponent(w.body)).toContain(LIMIT_MESSAGE);
+    // What is within the limits is served on each of them.
+    const ok = await h1Call(s.port, { "content-type": "application/json", "content-encoding": "gzip", "connect-protocol-version": "1" }, gzipSync('{"backend":"echo","json":[1,2,3]}'));
+    expect(ok.status).toBe(200);
+    expect(JSON.parse(ok.body).json).toEqual([1, 2, 3]);
+    await served(s);
+  });
+});
+
+function varint(n: number): Buffer {
+  const out: number[] = [];
+  while (n >= 0x80) {
+    out.push((n & 0x7f) | 0x80);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+  return Buffer.from(out);
+}
 
 describe("shed before work", () => {
   it("refuses calls over the in-flight limit before reading their body", async () => {

@@ -110,3 +110,10 @@ class Scan {
     return undefined;
   }
 }
+
+/** scanSubmitJson for an EnqueueRequest: its SubmitRequest is field 1. */
+export function scanEnqueueJson(bytes: Uint8Array, maxNodes: number, maxDepth: number): void {
+  new Scan(bytes, maxNodes, maxDepth).fields(0, bytes.length, (field, start, end) => {
+    if (field === 1) scanSubmitJson(bytes.subarray(start, end), maxNodes, maxDepth);
+  });
+}

@@ -10,6 +10,7 @@ import { clampDeadlineHeaders, parseGrpcTimeout } from "./deadline.js";
 import { runFastStream } from "./fast-stream.js";
 import { answerError, hooksOf, runFastCall, type FastCall } from "./fast-unary.js";
 import { createJsonTextScan } from "./json-scan.js";
+import { prescanned } from "./prescan.js";
 import { decodeTextRequest, encodeTextResponse, isGrpcWebText } from "../grpc-web-text.js";
 import { buildRoutes, type EdgeRoute } from "./routes.js";
 import { universalRequest, writeUniversalResponse } from "./universal.js";
@@ -191,8 +192,17 @@ export function createStreamHandler(o: EdgeOptions): { onStream: (stream: http2.
     const values = createContextValues();
     if (!text) values.set(http2StreamKey, stream);
     values.set(connectionKey, stream.session);
-    const scan = o.json !== undefined && /^application\/json/i.test(ct) ? createJsonTextScan(o.json.maxNodes, o.json.maxDepth) : undefined;
-    const body = refuse !== undefined ? refusing(stream, refuse) : budgeted(stream, prefix, scan);
+    const check = o.prechecks?.get(route.handler.requestPath);
+    let body: AsyncIterable<Uint8Array>;
+    if (refuse !== undefined) body = refusing(stream, refuse);
+    else if (check !== undefined && o.json !== undefined) {
+      // Its messages are checked whole before connect decodes them, in whatever protocol and encoding (prescan.ts).
+      const header = (name: string) => one(headers[name]);
+      body = prescanned(budgeted(stream, prefix, undefined), ct, header, { binary: check, json: o.json }, o.readMaxBytes);
+    } else {
+      const scan = o.json !== undefined && /^application\/json/i.test(ct) ? createJsonTextScan(o.json.maxNodes, o.json.maxDepth) : undefined;
+      body = budgeted(stream, prefix, scan);
+    }
     const req = universalRequest(stream, headers, body, values);
     route.handler(text ? decodeTextRequest(req) : req).then(
       (res) => writeUniversalResponse(text ? encodeTextResponse(res) : res, stream),
