@@ -42,6 +42,8 @@ export interface Http2ServerOptions {
   maxDecodingBytes: number;
   json: { maxNodes: number; maxDepth: number };
   prechecks?: ReadonlyMap<string, (bytes: Uint8Array) => void>;
+  /** Per request path: a direct encoder for the fast path's commonest response messages (stream-handler.ts). */
+  encoders?: ReadonlyMap<string, (message: unknown) => Uint8Array | undefined>;
   /**
    * "edge" (default): raw HTTP/2 streams (edge/stream-handler.ts). "compat":
    * HTTP/2 through node's compat layer and connectNodeAdapter, the previous
@@ -194,6 +196,7 @@ export async function listenHttp2(o: Http2ServerOptions): Promise<Http2Listener>
       watchdog: dog,
       bodyIdleTimeoutMs: o.bodyIdleTimeoutMs,
       prechecks: o.prechecks,
+      encoders: o.encoders,
       json: o.json,
       fastPath: o.fastPath,
     });

@@ -16,6 +16,7 @@ import { createMetricsHub, type MetricsHub } from "./metrics-hub.js";
 import { reflectionRoutes } from "./reflection.js";
 import { deadlineCeiling } from "./edge/deadline.js";
 import { scanEnqueueJson, scanSubmitJson } from "./edge/json-scan.js";
+import { encodeTextChunk } from "./text-chunk.js";
 
 const methodPath = (m: { parent: { typeName: string }; name: string }) => `/${m.parent.typeName}/${m.name}`;
 const submitPath = methodPath(DispatcherService.method.submit);
@@ -104,6 +105,7 @@ export async function startServer(o: ServerOptions): Promise<DispatcherServer> {
       [methodPath(DispatcherService.method.submitStream), submitCheck],
       [methodPath(DispatcherService.method.enqueue), (bytes) => scanEnqueueJson(bytes, limits.maxJsonNodes, limits.maxJsonDepth)],
     ]),
+    encoders: new Map([[methodPath(DispatcherService.method.submitStream), encodeTextChunk]]),
     frontEnd: o.frontEnd,
     fastPath: o.fastPath,
     corsAllowedOrigins: o.corsAllowedOrigins,

@@ -57,7 +57,7 @@ async function pump(call: FastCall, timeoutMs: number | undefined): Promise<void
         break;
       }
       if (ctx.closed || stream.destroyed) break;
-      let bytes = encode(method, r.value);
+      let bytes = call.encoder?.(r.value) ?? encode(method, r.value);
       let flags = 0;
       if (call.compression !== null && bytes.byteLength >= COMPRESS_MIN_BYTES) {
         bytes = await call.compression.compress(bytes);

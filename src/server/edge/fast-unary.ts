@@ -21,6 +21,8 @@ export interface FastCall {
   readonly compression: Compression | null;
   /** Runs on the bytes before they are decoded; throws a ConnectError to refuse them. */
   readonly precheck: ((bytes: Uint8Array) => void) | undefined;
+  /** EdgeOptions.encoders' entry for the call's path: a direct encoding, or undefined for the reflective one. */
+  readonly encoder: ((message: unknown) => Uint8Array | undefined) | undefined;
   /** Called once the message is decoded (or failed to): the request bytes' budget is released. */
   readonly decoded: () => void;
   /** Set by the hooks: told the call's status once it is answered. */
