@@ -1,5 +1,6 @@
 import { promisify } from "node:util";
 import * as zlib from "node:zlib";
+import { decodeBase64Stream } from "../grpc-web-text.js";
 import { createJsonTextScan } from "./json-scan.js";
 
 /**
@@ -96,7 +97,8 @@ export async function* prescanned(
 }
 
 async function checkBody(body: Buffer, framing: Framing, encoding: string | undefined, check: MessageCheck, readMaxBytes: number): Promise<void> {
-  const bytes = framing.base64 ? Buffer.from(body.toString("latin1"), "base64") : body;
+  // As the translation decodes it (several padded segments may follow each other: Node's decoder stops at the first "=").
+  const bytes = framing.base64 ? await base64Decoded(body) : body;
   if (!framing.enveloped) {
     const message = await decompressed(bytes, encoding, readMaxBytes);
     if (message !== undefined) checkMessage(message, framing, check);
@@ -133,4 +135,10 @@ async function decompressed(bytes: Uint8Array, encoding: string | undefined, rea
     // Corrupt, or past read_max_bytes: connect's own decompression refuses it.
   }
   return undefined;
+}
+
+async function base64Decoded(text: Buffer): Promise<Buffer> {
+  const parts: Uint8Array[] = [];
+  for await (const b of decodeBase64Stream((async function* () { yield text; })())) parts.push(b);
+  return Buffer.concat(parts);
 }
