@@ -38,9 +38,10 @@ export interface LoadResult {
   p999Us: number;
 }
 
-export function grpcFrame(message: Uint8Array): Buffer {
+/** A gRPC envelope; `flags` 1 says the message is compressed. */
+export function grpcFrame(message: Uint8Array, flags = 0): Buffer {
   const b = Buffer.allocUnsafe(5 + message.length);
-  b[0] = 0;
+  b[0] = flags;
   b.writeUInt32BE(message.length, 1);
   b.set(message, 5);
   return b;

@@ -1,5 +1,6 @@
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import { gzipSync } from "node:zlib";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { SubmitRequestSchema } from "../../gen/dispatcher/v1/dispatcher_pb.js";
 import { echoHandler } from "../../src/backends/echo.js";
@@ -23,7 +24,8 @@ const HEADERS = { ":method": "POST", ":path": SUBMIT, "content-type": "applicati
  * one's from h2load.
  */
 export async function attacksSuite(ctx: BenchContext): Promise<Record<string, unknown>> {
-  const payload = await payloadAttack(ctx.mode === "smoke" ? 2 : 16);
+  const payload = await payloadAttack(ctx.mode === "smoke" ? 2 : 16, false);
+  const gzipped = await payloadAttack(ctx.mode === "smoke" ? 2 : 16, true);
   // A slow backend's capacity (the product's case: 40 calls/s) offered 20× from this process; and 20× a fast
   // backend's (8,000 calls/s), too many for a Node client sharing the 2 cores: from h2load.
   const overloads = [await overloadBurst(ctx.mode === "smoke" ? 2 : 20, 200)];
@@ -34,6 +36,7 @@ export async function attacksSuite(ctx: BenchContext): Promise<Record<string, un
     ["attack", "result", "target"],
     [
       [`${payload.calls} × 4 MiB lists of ~1M nulls at once`, `RSS +${fmt(payload.rssGrowthMB)} MB, all answered in ${fmt(payload.ms)} ms (${payload.statuses})`, "every call answered, ≤ 200 MB"],
+      [`the same, gzip-compressed (${fmt(gzipped.bodyBytes)} bytes each)`, `RSS +${fmt(gzipped.rssGrowthMB)} MB, all answered in ${fmt(gzipped.ms)} ms (${gzipped.statuses})`, "every call answered, ≤ 200 MB"],
       ...overloads.map((overload) => [
         `${overload.factor}× capacity (${overload.jobMs} ms jobs) offered for 3 s (${fmt(overload.rate)} calls/s, ${overload.calls} calls), service in its own process`,
         `RESOURCE_EXHAUSTED p50 ${fmt(overload.refusedP50Ms, 1)} ms, p99 ${fmt(overload.refusedP99Ms, 1)} ms (${overload.refused} refused), all answers p99 ${fmt(overload.allP99Ms, 1)} ms; service CPU ${fmt(overload.serverCpuShare, 2)} cores`,
@@ -49,7 +52,7 @@ export async function attacksSuite(ctx: BenchContext): Promise<Record<string, un
       [`${slowloris.connections} slowloris connections (header timeout ${slowloris.timeoutMs} ms)`, `${slowloris.heldAfter} held after ${slowloris.waitedMs} ms`, "0"],
     ],
   ));
-  const data = { payload, overloads, flood, slowloris };
+  const data = { payload, gzipped, overloads, flood, slowloris };
   ctx.log(`wrote ${writeResult(ctx, "attacks", data)}`);
   return data;
 }
@@ -63,10 +66,10 @@ async function withServer<T>(backend: BackendOptions, limits: Partial<Limits>, f
   }
 }
 
-function call(session: http2.ClientHttp2Session, body: Buffer): Promise<{ status: string; ms: number }> {
+function call(session: http2.ClientHttp2Session, body: Buffer, headers: http2.OutgoingHttpHeaders = HEADERS): Promise<{ status: string; ms: number }> {
   const t = performance.now();
   return new Promise((resolve) => {
-    const req = session.request(HEADERS);
+    const req = session.request(headers);
     let status = "reset";
     req.on("trailers", (h) => (status = String(h["grpc-status"])));
     req.on("error", () => {});
@@ -76,8 +79,11 @@ function call(session: http2.ClientHttp2Session, body: Buffer): Promise<{ status
   });
 }
 
-async function payloadAttack(calls: number) {
-  const body = grpcFrame(nullListSubmit(Math.floor((4 * 1024 * 1024 - 64) / 4)));
+/** `calls` 4 MiB lists of a million nulls at once; `gzipped`, each in ~4 KiB of gzip (decompressed to be checked). */
+async function payloadAttack(calls: number, gzipped: boolean) {
+  const message = nullListSubmit(Math.floor((4 * 1024 * 1024 - 64) / 4));
+  const body = grpcFrame(gzipped ? gzipSync(message) : message, gzipped ? 1 : 0);
+  const headers = gzipped ? { ...HEADERS, "grpc-encoding": "gzip" } : HEADERS;
   return withServer({ name: "echo", handler: echoHandler(), workers: 2 }, {}, async (s) => {
     globalThis.gc?.();
     const before = process.memoryUsage().rss;
@@ -85,13 +91,13 @@ async function payloadAttack(calls: number) {
     const sample = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 10);
     const t = performance.now();
     const sessions = Array.from({ length: 4 }, () => http2.connect(`http://127.0.0.1:${s.port}`));
-    const answers = await Promise.all(Array.from({ length: calls }, (_, i) => call(sessions[i % 4]!, body)));
+    const answers = await Promise.all(Array.from({ length: calls }, (_, i) => call(sessions[i % 4]!, body, headers)));
     const ms = performance.now() - t;
     clearInterval(sample);
     for (const x of sessions) x.close();
     const counts = new Map<string, number>();
     for (const a of answers) counts.set(a.status, (counts.get(a.status) ?? 0) + 1);
-    return { calls, rssGrowthMB: (peak - before) / 2 ** 20, ms, statuses: [...counts].map(([k, v]) => `${v} × status ${k}`).join(", ") };
+    return { calls, bodyBytes: body.length, rssGrowthMB: (peak - before) / 2 ** 20, ms, statuses: [...counts].map(([k, v]) => `${v} × status ${k}`).join(", ") };
   });
 }
 
