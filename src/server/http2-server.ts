@@ -3,21 +3,20 @@ import * as http2 from "node:http2";
 import * as net from "node:net";
 import * as tls from "node:tls";
 import type { AddressInfo } from "node:net";
-import { createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
-import { compressionBrotli, compressionGzip, connectNodeAdapter, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
+import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createCors, type Cors } from "./cors.js";
 import type { DashboardHandler } from "./dashboard.js";
 import { ByteBudget } from "./edge/budget.js";
 import { connectionKey } from "./edge/connection.js";
-import { buildRoutes, type EdgeRoute } from "./edge/routes.js";
 import { clampDeadlineHeaders } from "./edge/deadline.js";
-import { prescanned } from "./edge/prescan.js";
 import { createStreamHandler } from "./edge/stream-handler.js";
 import { Watchdog, type Watched } from "./edge/watchdog.js";
 import { SpecGrpcMessageResponse } from "./grpc-message.js";
-import { decodeTextRequest, encodeTextResponse, isGrpcWebText } from "./grpc-web-text.js";
+import { isGrpcWebText } from "./grpc-web-text.js";
 import { http2StreamValues } from "./frame-sink.js";
 import { watchHttp1 } from "./http1.js";
+import { createNodeDirect } from "./node-direct.js";
 import { sniffProtocol } from "./protocol-sniff.js";
 
 export interface Http2ServerOptions {
@@ -100,42 +99,16 @@ export async function listenHttp2(o: Http2ServerOptions): Promise<Http2Listener>
     contextValues,
   });
   const cors = createCors({ allowedOrigins: o.corsAllowedOrigins ?? [] });
-  // gRPC-Web text mode over HTTP/1.1 (and the compat front end), and the methods whose messages are checked before
-  // decode (prescan.ts), go to connect's handlers directly; the table is built on first use.
-  let directRoutes: Map<string, EdgeRoute> | undefined;
-  const serveDirect = (
-    req: http.IncomingMessage | http2.Http2ServerRequest,
-    res: http.ServerResponse | http2.Http2ServerResponse,
-    path: string,
-    text: boolean,
-  ) => {
-    directRoutes ??= buildRoutes(
-      { interceptors: o.interceptors ?? [], readMaxBytes: o.readMaxBytes, acceptCompression: [compressionGzip, compressionBrotli] },
-      o.routes,
-    );
-    const route = directRoutes.get(path);
-    if (route === undefined) {
-      res.writeHead(404);
-      res.end();
-      return;
-    }
-    const nodeRes = res as unknown as Parameters<typeof universalResponseToNodeResponse>[1];
-    // In text mode without the HTTP/2 stream: frames written straight to it (frame-sink.ts) would skip the translation.
-    const values = text ? createContextValues() : contextValues(req);
-    values.set(connectionKey, "stream" in req ? req.stream.session : req.socket);
-    let ureq = universalRequestFromNodeRequest(req, nodeRes, undefined, values);
-    const check = o.prechecks?.get(path);
-    if (check !== undefined) {
-      const header = (name: string) => one(req.headers[name]);
-      const checks = { binary: check, json: o.json };
-      ureq = { ...ureq, body: prescanned(ureq.body as AsyncIterable<Uint8Array>, header("content-type") ?? "", header, checks, o.readMaxBytes) };
-    }
-    route.handler(text ? decodeTextRequest(ureq) : ureq).then(
-      (ures) => universalResponseToNodeResponse(text ? encodeTextResponse(ures) : ures, nodeRes),
-      () => res.destroy(),
-    ).catch(() => res.destroy());
-  };
-  /** Before the dashboard and connect, HTTP/1.1 and the compat front end: CORS, then gRPC-Web text mode and checked methods. */
+  const direct = createNodeDirect({
+    routes: o.routes,
+    interceptors: o.interceptors ?? [],
+    readMaxBytes: o.readMaxBytes,
+    prechecks: o.prechecks,
+    json: o.json,
+    budget,
+    contextValues,
+  });
+  /** Before the dashboard and connect, HTTP/1.1 and the compat front end: CORS, the byte budget, then connect. */
   const serveNode = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
     if (cors !== undefined && corsHttp(cors, req, res)) return;
     if (o.dashboard?.http(req, res) === true) return;
@@ -143,7 +116,8 @@ export async function listenHttp2(o: Http2ServerOptions): Promise<Http2Listener>
     const q = url.indexOf("?");
     const path = q < 0 ? url : url.slice(0, q);
     const text = isGrpcWebText(req.headers["content-type"]);
-    if (text || o.prechecks?.has(path) === true) return serveDirect(req, res, path, text);
+    const refuse = direct.reserveBody(req, res);
+    if (refuse !== undefined || text || o.prechecks?.has(path) === true) return direct.serve(req, res, path, text, refuse);
     adapter(req as http.IncomingMessage, res as http.ServerResponse);
   };
   const h1Timeouts = watchHttp1(dog, o);
@@ -348,3 +322,4 @@ function corsStream(cors: Cors, stream: http2.ServerHttp2Stream, headers: http2.
 function one(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v.join(", ") : v;
 }
+

@@ -211,4 +211,32 @@ describe("shed before work", () => {
     session.destroy();
     await served(s);
   });
+
+  it("over HTTP/1.1 too: a body that does not fit in the decode budget is refused before it is read", async () => {
+    const s = await start({ maxDecodingBytes: 100 * 1024 });
+    const body = Buffer.from(JSON.stringify({ backend: "echo", json: "x".repeat(60 * 1024) }));
+    const headers = { "content-type": "application/json", "connect-protocol-version": "1", "content-length": String(body.length) };
+    // Two bodies of 60 KiB declared, neither finished: the second does not fit beside the first.
+    const open = (): Promise<{ status: number; body: string }> =>
+      new Promise((resolve) => {
+        const req = http.request({ host: "127.0.0.1", port: s.port, method: "POST", path: SUBMIT, headers }, (res) => {
+          const parts: Buffer[] = [];
+          res.on("data", (c: Buffer) => parts.push(c));
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts).toString() }));
+        });
+        req.on("error", () => resolve({ status: 0, body: "" }));
+        req.write(body.subarray(0, 1024));
+        setTimeout(() => req.end(body.subarray(1024)), 1_000);
+      });
+    const first = open();
+    await new Promise((r) => setTimeout(r, 200));
+    const second = await open();
+    expect(second.status).toBe(429);
+    expect(second.body).toContain("server busy");
+    // The first, finished, is served; its bytes are given back, and the next fits.
+    expect((await first).status).toBe(200);
+    const third = await h1Call(s.port, { "content-type": "application/json", "connect-protocol-version": "1" }, body);
+    expect(third.status).toBe(200);
+    await served(s);
+  });
 });
