@@ -10,7 +10,7 @@ export function nullListSubmit(n: number): Buffer {
   return Buffer.concat([Buffer.from([0x0a, 0x04]), Buffer.from("echo"), Buffer.from([0x1a]), varint(value.length), value]);
 }
 
-function varint(n: number): Buffer {
+export function varint(n: number): Buffer {
   const out: number[] = [];
   while (n >= 0x80) {
     out.push((n & 0x7f) | 0x80);

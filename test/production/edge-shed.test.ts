@@ -12,7 +12,7 @@ import { startServer, type DispatcherServer, type Limits } from "../../src/serve
 import { connectClient } from "../helpers/clients.js";
 import { gc } from "../helpers/gc.js";
 import { envelope, rawCall } from "../server/raw-h2.js";
-import { nullListSubmit } from "../../bench/lib/null-list.js";
+import { nullListSubmit, varint } from "../../bench/lib/null-list.js";
 
 const SUBMIT = "/dispatcher.v1.DispatcherService/Submit";
 const grpcHeaders = { ":path": SUBMIT, "content-type": "application/grpc", te: "trailers" };
@@ -163,16 +163,6 @@ describe("the payload is checked before decode in every protocol and encoding", 
     await served(s);
   });
 });
-
-function varint(n: number): Buffer {
-  const out: number[] = [];
-  while (n >= 0x80) {
-    out.push((n & 0x7f) | 0x80);
-    n = Math.floor(n / 128);
-  }
-  out.push(n);
-  return Buffer.from(out);
-}
 
 describe("shed before work", () => {
   it("refuses calls over the in-flight limit before reading their body", async () => {
