@@ -9,7 +9,12 @@ import { FastContext } from "./edge/context.js";
  */
 export const traceParentKey = createContextKey<unknown>(undefined, { description: "the call's trace context" });
 
-/** The trace parent of a call on either path: the fast path's hook result, or connect's context values. */
+/**
+ * The trace parent of a call on either path: the fast path's hook result, or
+ * the context values (connect's handler, and the fast path when it runs the
+ * interceptor chain because one interceptor has no hook).
+ */
 export function traceParentOf(ctx: HandlerContext): unknown {
-  return ctx instanceof FastContext ? ctx.traceParent : ctx.values.get(traceParentKey);
+  if (!(ctx instanceof FastContext)) return ctx.values.get(traceParentKey);
+  return ctx.traceParent ?? (ctx.hasValues ? ctx.values.get(traceParentKey) : undefined);
 }

@@ -2,7 +2,7 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { create, fromJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -248,6 +248,22 @@ describe("tracing through a real server", () => {
     const explicit = await submitTrace();
     expect(activeInHandler).toBeUndefined();
     expect(explicitHeaders?.["traceparent"]?.split("-")[2]).toBe(explicit.runs[0]!.spanContext().spanId);
+  });
+
+  it("parents a job's spans when an interceptor without a fast hook makes the fast path run the interceptor chain", async () => {
+    const plain: Interceptor = (next) => (req) => next(req);
+    const config = validateConfig({ server: { port: 0, shutdown_grace: "2s" }, backends: [{ name: "echo", kind: "echo", workers: 1 }] });
+    const other = await startApp(config, { observer: telemetry.observer, interceptors: [plain, ...telemetry.interceptors] });
+    try {
+      await connectClient(other.server.port, "grpc").submit({ backend: "echo", payload: json(1) });
+      const { server, waits, runs } = await submitTrace();
+      expect(waits).toHaveLength(1);
+      expect(runs).toHaveLength(1);
+      expect(isChildOf(waits[0]!, server)).toBe(true);
+      expect(isChildOf(runs[0]!, server)).toBe(true);
+    } finally {
+      await other.close();
+    }
   });
 
   it("sends the run span's traceparent with the backend's outgoing request", async () => {

@@ -110,6 +110,11 @@ export class FastContext implements HandlerContext {
     return this.resTrailer;
   }
 
+  /** Whether any context value was set (or read): values the interceptor chain set live there. */
+  get hasValues(): boolean {
+    return this.ctxValues !== undefined || Object.hasOwn(this, "values");
+  }
+
   get values(): ContextValues {
     if (this.ctxValues === undefined) {
       this.ctxValues = createContextValues();
