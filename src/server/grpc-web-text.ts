@@ -61,17 +61,29 @@ export async function* decodeBase64Stream(body: AsyncIterable<Uint8Array>): Asyn
 
 const BASE64 = /^[A-Za-z0-9+/]*$/;
 
+const PADDED_GROUP = /^[A-Za-z0-9+/]{2}([A-Za-z0-9+/]=|==)$/;
+
+/**
+ * Whole 4-character groups of base64. Padding ends a segment: each segment
+ * (up to and including its padded group) is decoded on its own, so the cost
+ * stays one pass however many segments there are.
+ */
 function decode(text: string): Buffer {
-  const eq = text.indexOf("=");
-  if (eq < 0) {
-    if (!BASE64.test(text)) throw new ConnectError("gRPC-Web text body: not base64", Code.InvalidArgument);
-    return Buffer.from(text, "base64");
-  }
   const parts: Buffer[] = [];
-  for (let i = 0; i < text.length; i += 4) {
-    const group = text.slice(i, i + 4);
-    if (!/^[A-Za-z0-9+/]{2}([A-Za-z0-9+/]{2}|[A-Za-z0-9+/]=|==)$/.test(group)) throw new ConnectError("gRPC-Web text body: not base64", Code.InvalidArgument);
-    parts.push(Buffer.from(group, "base64"));
+  let start = 0;
+  for (let eq = text.indexOf("="); eq >= 0; eq = text.indexOf("=", start)) {
+    // The groups are whole from the body's start: "=" ends the group it is in.
+    const end = eq - (eq % 4) + 4;
+    const segment = text.slice(start, end);
+    if (!BASE64.test(segment.slice(0, -4)) || !PADDED_GROUP.test(segment.slice(-4))) {
+      throw new ConnectError("gRPC-Web text body: not base64", Code.InvalidArgument);
+    }
+    parts.push(Buffer.from(segment, "base64"));
+    start = end;
   }
+  const rest = text.slice(start);
+  if (!BASE64.test(rest)) throw new ConnectError("gRPC-Web text body: not base64", Code.InvalidArgument);
+  if (parts.length === 0) return Buffer.from(rest, "base64");
+  parts.push(Buffer.from(rest, "base64"));
   return Buffer.concat(parts);
 }

@@ -115,9 +115,8 @@ export async function listenHttp2(o: Http2ServerOptions): Promise<Http2Listener>
     const url = req.url ?? "";
     const q = url.indexOf("?");
     const path = q < 0 ? url : url.slice(0, q);
-    const text = isGrpcWebText(req.headers["content-type"]);
-    const refuse = direct.reserveBody(req, res);
-    if (refuse !== undefined || text || o.prechecks?.has(path) === true) return direct.serve(req, res, path, text, refuse);
+    // A call with a body (every method but Connect's GET): its bytes count against the budget as they arrive.
+    if (req.method === "POST") return direct.serve(req, res, path, isGrpcWebText(req.headers["content-type"]));
     adapter(req as http.IncomingMessage, res as http.ServerResponse);
   };
   const h1Timeouts = watchHttp1(dog, o);

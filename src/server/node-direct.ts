@@ -23,44 +23,17 @@ export interface NodeDirectOptions {
 }
 
 /**
- * HTTP/1.1 (and the compat front end) beside connectNodeAdapter: the byte
- * budget every request body counts against, and the calls served by
- * connect's handlers directly rather than through the adapter — gRPC-Web
- * text mode (translated, grpc-web-text.ts), the methods whose messages are
- * checked before decode (edge/prescan.ts), and refusals, answered in the
- * call's own protocol before a byte of its body is read.
+ * HTTP/1.1 (and the compat front end): calls with a body, served by
+ * connect's handlers directly rather than through connectNodeAdapter, so
+ * that the body counts against the server's decode budget as it arrives,
+ * the methods whose messages are checked before decode are (edge/prescan.ts),
+ * and gRPC-Web text mode is translated (grpc-web-text.ts).
  */
 export function createNodeDirect(o: NodeDirectOptions) {
   // Built on first use: most deployments never see a call that needs it.
   let routes: Map<string, EdgeRoute> | undefined;
 
-  /**
-   * A request's body counts against the server's decode budget from its
-   * headers until it has been read (connect decodes it then), as the edge's
-   * HTTP/2 streams count theirs: its declared length, or read_max_bytes when
-   * it declares none (chunked). One that does not fit gets its refusal.
-   */
-  function reserveBody(req: NodeRequest, res: NodeResponse): ConnectError | undefined {
-    if (req.method === "GET" || req.method === "HEAD" || req.method === "OPTIONS") return undefined;
-    const declared = Number(req.headers["content-length"] ?? NaN);
-    const n = Number.isInteger(declared) && declared >= 0 ? Math.min(declared, o.readMaxBytes + 1024) : o.readMaxBytes;
-    if (n === 0) return undefined;
-    if (!o.budget.take(n)) {
-      return new ConnectError(`server busy: ${o.budget.used} bytes of requests being read, the server's limit`, Code.ResourceExhausted);
-    }
-    let held = true;
-    const give = () => {
-      if (!held) return;
-      held = false;
-      // connect parses the message right after the body's last byte: give the bytes back once it has.
-      setImmediate(() => o.budget.give(n));
-    };
-    req.once("end", give);
-    res.once("close", give);
-    return undefined;
-  }
-
-  function serve(req: NodeRequest, res: NodeResponse, path: string, text: boolean, refuse: ConnectError | undefined): void {
+  function serve(req: NodeRequest, res: NodeResponse, path: string, text: boolean): void {
     routes ??= buildRoutes({ interceptors: o.interceptors, readMaxBytes: o.readMaxBytes, acceptCompression: [compressionGzip, compressionBrotli] }, o.routes);
     const route = routes.get(path);
     if (route === undefined) {
@@ -73,27 +46,54 @@ export function createNodeDirect(o: NodeDirectOptions) {
     const values = text ? createContextValues() : o.contextValues(req);
     values.set(connectionKey, "stream" in req ? req.stream.session : req.socket);
     let ureq = universalRequestFromNodeRequest(req, nodeRes, undefined, values);
+    let body = counted(req, ureq.body as AsyncIterable<Uint8Array>, o.budget);
     const check = o.prechecks?.get(path);
-    if (refuse !== undefined) ureq = { ...ureq, body: refusing(req, refuse) };
-    else if (check !== undefined) {
+    if (check !== undefined) {
       const header = (name: string) => one(req.headers[name]);
-      const body = ureq.body as AsyncIterable<Uint8Array>;
-      ureq = { ...ureq, body: prescanned(body, header("content-type") ?? "", header, { binary: check, json: o.json }, o.readMaxBytes) };
+      body = prescanned(body, header("content-type") ?? "", header, { binary: check, json: o.json }, o.readMaxBytes);
     }
+    ureq = { ...ureq, body };
     route.handler(text ? decodeTextRequest(ureq) : ureq).then(
       (ures) => universalResponseToNodeResponse(text ? encodeTextResponse(ures) : ures, nodeRes),
       () => res.destroy(),
     ).catch(() => res.destroy());
   }
 
-  return { reserveBody, serve };
+  return { serve };
 }
 
-/** A body that fails at once (connect answers the error in the call's protocol); what was sent is drained. */
-// eslint-disable-next-line require-yield
-async function* refusing(req: NodeRequest, e: ConnectError): AsyncGenerator<Uint8Array> {
-  req.resume();
-  throw e;
+/**
+ * The request's body, its bytes counted against the server's decode budget
+ * as they arrive and given back once connect has parsed them (or the request
+ * is gone), as the edge's HTTP/2 streams count theirs. A chunk that does not
+ * fit fails the body: connect answers RESOURCE_EXHAUSTED in the call's own
+ * protocol, and the rest of the body is drained unread.
+ */
+async function* counted(req: NodeRequest, body: AsyncIterable<Uint8Array>, budget: ByteBudget): AsyncGenerator<Uint8Array> {
+  let held = 0;
+  let given = false;
+  const give = () => {
+    if (given) return;
+    given = true;
+    const n = held;
+    // connect parses a unary message right after the last chunk: give the bytes back once it has.
+    setImmediate(() => budget.give(n));
+  };
+  // The request's close comes however it ends, also when connect stops reading it halfway.
+  req.once("close", give);
+  try {
+    for await (const chunk of body) {
+      if (given) return;
+      if (!budget.take(chunk.length)) {
+        throw new ConnectError(`server busy: ${budget.used} bytes of requests being read, the server's limit`, Code.ResourceExhausted);
+      }
+      held += chunk.length;
+      yield chunk;
+    }
+  } finally {
+    req.off("close", give);
+    give();
+  }
 }
 
 function one(v: string | string[] | undefined): string | undefined {

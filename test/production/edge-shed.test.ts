@@ -136,6 +136,30 @@ describe("the payload is checked before decode in every protocol and encoding", 
     await served(s);
   });
 
+  it("as connect reads the body: whatever the envelope's flags, one message per call, repeated fields counted together", async () => {
+    const s = await start();
+    const grpcFlag = (flags: number) => rawCall(s.port, { ...grpcHeaders, "grpc-encoding": "gzip" }, [envelope(gzipSync(nullListSubmit(200_000)), flags)]);
+    // gRPC parses every envelope, whatever its other flag bits; 0x01 says compressed.
+    for (const flags of [0x03, 0x81]) {
+      const a = await grpcFlag(flags);
+      expect(a.trailers["grpc-status"], `flags ${flags}`).toBe(String(Code.InvalidArgument));
+    }
+    // gRPC-Web skips a trailers envelope (0x80) and parses the next; a padding envelope cannot make the body too big to check.
+    const web = { ":path": SUBMIT, "content-type": "application/grpc-web+proto", "x-grpc-web": "1" };
+    const skipped = await rawCall(s.port, web, [envelope(Buffer.alloc(16), 0x80), envelope(nullListSubmit(200_000), 0x02)]);
+    expect(decodeURIComponent(skipped.body.toString("latin1"))).toContain(LIMIT_MESSAGE);
+    const padded = await rawCall(s.port, web, [envelope(Buffer.alloc(2 * 1024 * 1024), 0x80), envelope(nullListSubmit(200_000))]);
+    expect(decodeURIComponent(padded.body.toString("latin1"))).toContain(LIMIT_MESSAGE);
+    const overBound = await rawCall(s.port, web, [envelope(Buffer.alloc(3_600_000), 0x80), envelope(nullListSubmit(200_000))]);
+    expect(decodeURIComponent(overBound.body.toString("latin1"))).toMatch(/request body over \d+ bytes/);
+    // Enqueue: field 1 three times is one SubmitRequest to the decoder, its lists joined (3 × 40,000 nulls).
+    const inner = nullListSubmit(40_000);
+    const occurrence = Buffer.concat([Buffer.from([0x0a]), varint(inner.length), inner]);
+    const e = await rawCall(s.port, { ...grpcHeaders, ":path": "/dispatcher.v1.DispatcherService/Enqueue" }, [envelope(Buffer.concat([occurrence, occurrence, occurrence]))]);
+    expect(decodeURIComponent(e.trailers["grpc-message"] ?? "")).toContain(LIMIT_MESSAGE);
+    await served(s);
+  });
+
   it("over HTTP/1.1: Connect JSON gzip-compressed, Connect binary, gRPC-Web, gRPC-Web text in padded segments", async () => {
     const s = await start();
     const json = gzipSync(Buffer.from(`{"backend":"echo","json":[${Array(200_000).fill("null").join(",")}]}`));
@@ -202,11 +226,11 @@ describe("shed before work", () => {
     await served(s);
   });
 
-  it("over HTTP/1.1 too: a body that does not fit in the decode budget is refused before it is read", async () => {
+  it("over HTTP/1.1 too: bytes count as they arrive, and a body that does not fit is refused", async () => {
     const s = await start({ maxDecodingBytes: 100 * 1024 });
     const body = Buffer.from(JSON.stringify({ backend: "echo", json: "x".repeat(60 * 1024) }));
     const headers = { "content-type": "application/json", "connect-protocol-version": "1", "content-length": String(body.length) };
-    // Two bodies of 60 KiB declared, neither finished: the second does not fit beside the first.
+    // Two bodies of 60 KiB, both sent but for their last KiB: the second does not fit beside the first.
     const open = (): Promise<{ status: number; body: string }> =>
       new Promise((resolve) => {
         const req = http.request({ host: "127.0.0.1", port: s.port, method: "POST", path: SUBMIT, headers }, (res) => {
@@ -215,11 +239,15 @@ describe("shed before work", () => {
           res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts).toString() }));
         });
         req.on("error", () => resolve({ status: 0, body: "" }));
-        req.write(body.subarray(0, 1024));
-        setTimeout(() => req.end(body.subarray(1024)), 1_000);
+        req.write(body.subarray(0, body.length - 1024));
+        setTimeout(() => req.end(body.subarray(body.length - 1024)), 1_000);
       });
+    // A length declared but not sent holds nothing: only bytes that arrived count.
+    const declared = http.request({ host: "127.0.0.1", port: s.port, method: "POST", path: SUBMIT, headers: { ...headers, "content-length": String(95 * 1024) } });
+    declared.on("error", () => {});
+    declared.write("{");
     const first = open();
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, 300));
     const second = await open();
     expect(second.status).toBe(429);
     expect(second.body).toContain("server busy");
@@ -227,6 +255,7 @@ describe("shed before work", () => {
     expect((await first).status).toBe(200);
     const third = await h1Call(s.port, { "content-type": "application/json", "connect-protocol-version": "1" }, body);
     expect(third.status).toBe(200);
+    declared.destroy();
     await served(s);
   });
 });

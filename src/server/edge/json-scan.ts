@@ -111,9 +111,18 @@ class Scan {
   }
 }
 
-/** scanSubmitJson for an EnqueueRequest: its SubmitRequest is field 1. */
+/**
+ * scanSubmitJson for an EnqueueRequest: its SubmitRequest is field 1. A
+ * message field that occurs more than once is merged by the decoder (its
+ * lists concatenated), so every occurrence counts against one total.
+ */
 export function scanEnqueueJson(bytes: Uint8Array, maxNodes: number, maxDepth: number): void {
-  new Scan(bytes, maxNodes, maxDepth).fields(0, bytes.length, (field, start, end) => {
-    if (field === 1) scanSubmitJson(bytes.subarray(start, end), maxNodes, maxDepth);
+  const s = new Scan(bytes, maxNodes, maxDepth);
+  s.fields(0, bytes.length, (field, start, end) => {
+    if (field === 1) {
+      s.fields(start, end, (f, vs, ve) => {
+        if (f === 3) s.value(vs, ve, 1);
+      });
+    }
   });
 }

@@ -1,20 +1,23 @@
 import { promisify } from "node:util";
 import * as zlib from "node:zlib";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { decodeBase64Stream } from "../grpc-web-text.js";
 import { createJsonTextScan } from "./json-scan.js";
 
 /**
- * Checks a request's messages before connect decodes them, in every protocol
+ * Checks a request's message before connect decodes it, in every protocol
  * and encoding connect serves: the edge's fast path checks uncompressed
  * binary gRPC itself (its precheck), but a compressed message (4 KiB of gzip
  * can hold a 4 MiB list of a million nulls), gRPC-Web, the Connect protocol
  * and HTTP/1.1 reach connect's own handler, which decodes whatever fits in
- * read_max_bytes. The body is held whole (one message: the methods checked
- * are unary or server-streaming), each message decompressed as connect
- * would, bounded by `readMaxBytes`, and checked: `binary` for protobuf,
- * `json` (a text scan) for JSON. A body over the bound, an encoding this
- * does not know or bytes that do not decompress are passed on unchecked:
- * connect refuses them itself, before decoding.
+ * read_max_bytes. The methods checked are unary or server-streaming: their
+ * request is one message, and a body with room for more than one is refused.
+ * The body is held whole; the message connect would decode (the first
+ * envelope it does not skip) is decompressed as connect would, bounded by
+ * `readMaxBytes`, and checked: `binary` for protobuf, `json` (a text scan)
+ * for JSON. An envelope that declares more than `readMaxBytes`, or bytes
+ * that do not decompress, are left to connect, which refuses them before
+ * decoding.
  */
 export interface MessageCheck {
   /** Throws a ConnectError for a binary message over the limits. */
@@ -29,38 +32,55 @@ const brotli = promisify(zlib.brotliDecompress);
 interface Framing {
   enveloped: boolean;
   json: boolean;
-  /** The header naming the messages' encoding. */
+  /** The header naming the message's encoding. */
   encodingHeader: string;
   /** gRPC-Web text: the body is base64. */
   base64: boolean;
+  /** Envelopes connect skips in this protocol (gRPC-Web trailers, Connect's end of stream); gRPC skips none. */
+  skipFlag: number;
 }
 
 /** How connect frames a request of this content type; undefined for one it does not serve (it refuses those). */
 export function framingOf(contentType: string): Framing | undefined {
   const ct = contentType.split(";")[0]!.trim().toLowerCase();
+  const grpc = { enveloped: true, encodingHeader: "grpc-encoding", base64: false, skipFlag: 0 };
+  const web = { ...grpc, skipFlag: 0x80 };
+  const connect = { enveloped: true, encodingHeader: "connect-content-encoding", base64: false, skipFlag: 0x02 };
+  const unary = { enveloped: false, encodingHeader: "content-encoding", base64: false, skipFlag: 0 };
   switch (ct) {
     case "application/grpc":
     case "application/grpc+proto":
+      return { ...grpc, json: false };
+    case "application/grpc+json":
+      return { ...grpc, json: true };
     case "application/grpc-web":
     case "application/grpc-web+proto":
-      return { enveloped: true, json: false, encodingHeader: "grpc-encoding", base64: false };
-    case "application/grpc+json":
+      return { ...web, json: false };
     case "application/grpc-web+json":
-      return { enveloped: true, json: true, encodingHeader: "grpc-encoding", base64: false };
+      return { ...web, json: true };
     case "application/grpc-web-text":
     case "application/grpc-web-text+proto":
-      return { enveloped: true, json: false, encodingHeader: "grpc-encoding", base64: true };
+      return { ...web, json: false, base64: true };
     case "application/connect+proto":
-      return { enveloped: true, json: false, encodingHeader: "connect-content-encoding", base64: false };
+      return { ...connect, json: false };
     case "application/connect+json":
-      return { enveloped: true, json: true, encodingHeader: "connect-content-encoding", base64: false };
+      return { ...connect, json: true };
     case "application/proto":
-      return { enveloped: false, json: false, encodingHeader: "content-encoding", base64: false };
+      return { ...unary, json: false };
     case "application/json":
-      return { enveloped: false, json: true, encodingHeader: "content-encoding", base64: false };
+      return { ...unary, json: true };
     default:
       return undefined;
   }
+}
+
+/** The longest body of one request message of at most `readMaxBytes`, as this framing sends it. */
+function bodyLimit(f: Framing, readMaxBytes: number): number {
+  if (!f.enveloped) return readMaxBytes;
+  // The message's envelope, and room for a skipped envelope beside it (Connect's end of stream, say).
+  const binary = 5 + readMaxBytes + 1024;
+  // base64 (4 characters per 3 bytes, padding per segment) and the line breaks a client may put in.
+  return f.base64 ? Math.ceil((binary * 4) / 3) + 64 * 1024 : binary;
 }
 
 /** `body`, checked whole before its first byte is handed on (the same chunks, in order). */
@@ -72,56 +92,47 @@ export async function* prescanned(
   readMaxBytes: number,
 ): AsyncGenerator<Uint8Array> {
   const framing = framingOf(contentType);
+  if (framing === undefined) {
+    // Not a type connect serves: it refuses the call without reading the body.
+    yield* body;
+    return;
+  }
+  const limit = bodyLimit(framing, readMaxBytes);
   const chunks: Uint8Array[] = [];
   let size = 0;
-  // Envelope headers and base64 inflate a message a little; past this it is over read_max_bytes anyway.
-  const bound = Math.ceil(readMaxBytes * 1.4) + 64;
-  const it = body[Symbol.asyncIterator]();
-  for (;;) {
-    const r = await it.next();
-    if (r.done === true) break;
-    chunks.push(r.value);
-    size += r.value.length;
-    if (size > bound || framing === undefined) {
-      // Too big to be checked (connect refuses it by size) or not a type connect serves: handed on as it is.
-      yield* chunks;
-      for (;;) {
-        const rest = await it.next();
-        if (rest.done === true) return;
-        yield rest.value;
-      }
+  for await (const chunk of body) {
+    size += chunk.length;
+    if (size > limit) {
+      throw new ConnectError(`request body over ${limit} bytes: the method takes one message of at most ${readMaxBytes} bytes`, Code.ResourceExhausted);
     }
+    chunks.push(chunk);
   }
-  await checkBody(Buffer.concat(chunks), framing!, header(framing!.encodingHeader), check, readMaxBytes);
+  const message = await messageOf(Buffer.concat(chunks), framing, header(framing.encodingHeader), readMaxBytes);
+  if (message !== undefined) {
+    if (framing.json) createJsonTextScan(check.json.maxNodes, check.json.maxDepth)(message);
+    else check.binary(message);
+  }
   yield* chunks;
 }
 
-async function checkBody(body: Buffer, framing: Framing, encoding: string | undefined, check: MessageCheck, readMaxBytes: number): Promise<void> {
-  // As the translation decodes it (several padded segments may follow each other: Node's decoder stops at the first "=").
+/** The message connect would decode from this body, decompressed; undefined where connect refuses the body itself. */
+async function messageOf(body: Buffer, framing: Framing, encoding: string | undefined, readMaxBytes: number): Promise<Uint8Array | undefined> {
+  if (!framing.enveloped) return decompressed(body, encoding, readMaxBytes);
+  // As the translation decodes it: several padded segments may follow each other.
   const bytes = framing.base64 ? await base64Decoded(body) : body;
-  if (!framing.enveloped) {
-    const message = await decompressed(bytes, encoding, readMaxBytes);
-    if (message !== undefined) checkMessage(message, framing, check);
-    return;
-  }
   for (let at = 0; at + 5 <= bytes.length; ) {
     const flags = bytes[at]!;
     const length = bytes.readUInt32BE(at + 1);
+    // Over read_max_bytes, or cut short: connect refuses it from its header.
+    if (length > readMaxBytes || at + 5 + length > bytes.length) return undefined;
     const end = at + 5 + length;
-    if (end > bytes.length) return;
-    // Connect's end-of-stream message (0x02) and gRPC-Web trailers (0x80) carry no request.
-    if ((flags & 0x82) === 0) {
+    if ((flags & framing.skipFlag) === 0) {
       const raw = bytes.subarray(at + 5, end);
-      const message = (flags & 0x01) === 0 ? raw : await decompressed(raw, encoding, readMaxBytes);
-      if (message !== undefined) checkMessage(message, framing, check);
+      return (flags & 0x01) === 0 ? raw : decompressed(raw, encoding, readMaxBytes);
     }
     at = end;
   }
-}
-
-function checkMessage(message: Uint8Array, framing: Framing, check: MessageCheck): void {
-  if (framing.json) createJsonTextScan(check.json.maxNodes, check.json.maxDepth)(message);
-  else check.binary(message);
+  return undefined;
 }
 
 /** The bytes as connect would decompress them, or undefined when it would not (it refuses those itself). */
@@ -139,6 +150,10 @@ async function decompressed(bytes: Uint8Array, encoding: string | undefined, rea
 
 async function base64Decoded(text: Buffer): Promise<Buffer> {
   const parts: Uint8Array[] = [];
-  for await (const b of decodeBase64Stream((async function* () { yield text; })())) parts.push(b);
+  for await (const b of decodeBase64Stream((async function* () {
+    yield text;
+  })())) {
+    parts.push(b);
+  }
   return Buffer.concat(parts);
 }
