@@ -46,11 +46,13 @@ export function createNodeDirect(o: NodeDirectOptions) {
     const values = text ? createContextValues() : o.contextValues(req);
     values.set(connectionKey, "stream" in req ? req.stream.session : req.socket);
     let ureq = universalRequestFromNodeRequest(req, nodeRes, undefined, values);
-    let body = counted(req, ureq.body as AsyncIterable<Uint8Array>, o.budget);
+    const bytes = new BodyBytes(req, o.budget);
     const check = o.prechecks?.get(path);
+    let body = counted(ureq.body as AsyncIterable<Uint8Array>, bytes, check === undefined);
     if (check !== undefined) {
       const header = (name: string) => one(req.headers[name]);
-      body = prescanned(body, header("content-type") ?? "", header, { binary: check, json: o.json }, o.readMaxBytes);
+      // Its bytes stay counted until connect has the checked message, not only until they are read.
+      body = givingBack(prescanned(body, header("content-type") ?? "", header, { binary: check, json: o.json }, o.readMaxBytes), bytes);
     }
     ureq = { ...ureq, body };
     route.handler(text ? decodeTextRequest(ureq) : ureq).then(
@@ -63,36 +65,75 @@ export function createNodeDirect(o: NodeDirectOptions) {
 }
 
 /**
- * The request's body, its bytes counted against the server's decode budget
- * as they arrive and given back once connect has parsed them (or the request
- * is gone), as the edge's HTTP/2 streams count theirs. A chunk that does not
- * fit fails the body: connect answers RESOURCE_EXHAUSTED in the call's own
- * protocol, and the rest of the body is drained unread.
+ * A request body's bytes in the server's decode budget: counted as they
+ * arrive, given back once (at the end of reading, or of the check that holds
+ * them) or when the request closes however it ends, also when connect stops
+ * reading it halfway.
  */
-async function* counted(req: NodeRequest, body: AsyncIterable<Uint8Array>, budget: ByteBudget): AsyncGenerator<Uint8Array> {
-  let held = 0;
-  let given = false;
-  const give = () => {
-    if (given) return;
-    given = true;
-    const n = held;
+class BodyBytes {
+  private held = 0;
+  private given = false;
+  private readonly onClose = () => this.give();
+
+  constructor(
+    private readonly req: NodeRequest,
+    private readonly budget: ByteBudget,
+  ) {
+    req.once("close", this.onClose);
+  }
+
+  get released(): boolean {
+    return this.given;
+  }
+
+  get budgetUsed(): number {
+    return this.budget.used;
+  }
+
+  /** False, taking nothing, when `n` more bytes do not fit. */
+  take(n: number): boolean {
+    if (!this.budget.take(n)) return false;
+    this.held += n;
+    return true;
+  }
+
+  give(): void {
+    if (this.given) return;
+    this.given = true;
+    this.req.off("close", this.onClose);
+    const n = this.held;
     // connect parses a unary message right after the last chunk: give the bytes back once it has.
-    setImmediate(() => budget.give(n));
-  };
-  // The request's close comes however it ends, also when connect stops reading it halfway.
-  req.once("close", give);
+    setImmediate(() => this.budget.give(n));
+  }
+}
+
+/**
+ * The request's body, its bytes counted as they arrive, as the edge's HTTP/2
+ * streams count theirs. A chunk that does not fit fails the body: connect
+ * answers RESOURCE_EXHAUSTED in the call's own protocol, and the rest of the
+ * body is drained unread. `giveAtEnd` false leaves the giving back to the
+ * caller (givingBack).
+ */
+async function* counted(body: AsyncIterable<Uint8Array>, bytes: BodyBytes, giveAtEnd: boolean): AsyncGenerator<Uint8Array> {
   try {
     for await (const chunk of body) {
-      if (given) return;
-      if (!budget.take(chunk.length)) {
-        throw new ConnectError(`server busy: ${budget.used} bytes of requests being read, the server's limit`, Code.ResourceExhausted);
+      if (bytes.released) return;
+      if (!bytes.take(chunk.length)) {
+        throw new ConnectError(`server busy: ${bytes.budgetUsed} bytes of requests being read, the server's limit`, Code.ResourceExhausted);
       }
-      held += chunk.length;
       yield chunk;
     }
   } finally {
-    req.off("close", give);
-    give();
+    if (giveAtEnd) bytes.give();
+  }
+}
+
+/** `body`; `bytes` are given back once it has been read to its end, or abandoned. */
+async function* givingBack(body: AsyncIterable<Uint8Array>, bytes: BodyBytes): AsyncGenerator<Uint8Array> {
+  try {
+    yield* body;
+  } finally {
+    bytes.give();
   }
 }
 

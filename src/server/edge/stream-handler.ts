@@ -205,7 +205,9 @@ export function createStreamHandler(o: EdgeOptions): { onStream: (stream: http2.
     else if (check !== undefined && o.json !== undefined) {
       // Its messages are checked whole before connect decodes them, in whatever protocol and encoding (prescan.ts).
       const header = (name: string) => one(headers[name]);
-      body = prescanned(budgeted(stream, prefix, undefined), ct, header, { binary: check, json: o.json }, o.readMaxBytes);
+      // Its bytes stay counted until connect has the checked message, not only until they are read.
+      const hold = { bytes: 0 };
+      body = givingBack(prescanned(budgeted(stream, prefix, undefined, hold), ct, header, { binary: check, json: o.json }, o.readMaxBytes), hold);
     } else {
       const scan = o.json !== undefined && /^application\/json/i.test(ct) ? createJsonTextScan(o.json.maxNodes, o.json.maxDepth) : undefined;
       body = budgeted(stream, prefix, scan);
@@ -219,8 +221,11 @@ export function createStreamHandler(o: EdgeOptions): { onStream: (stream: http2.
     );
   }
 
-  /** The stream's body (after bytes already read), its bytes held in the budget until connect has parsed them. */
-  async function* budgeted(stream: http2.ServerHttp2Stream, prefix: Buffer[], scan: ((c: Uint8Array) => void) | undefined) {
+  /**
+   * The stream's body (after bytes already read), its bytes held in the budget until connect has parsed them;
+   * with `hold`, counted there instead, for the caller to give back (givingBack).
+   */
+  async function* budgeted(stream: http2.ServerHttp2Stream, prefix: Buffer[], scan: ((c: Uint8Array) => void) | undefined, hold?: { bytes: number }) {
     let held = 0;
     const watched: Watched = { expiresAt: 0, expire: () => stream.close(NGHTTP2_CANCEL) };
     o.watchdog.watch(watched, o.bodyIdleTimeoutMs);
@@ -235,7 +240,8 @@ export function createStreamHandler(o: EdgeOptions): { onStream: (stream: http2.
         if (!o.budget.take(chunk.length)) {
           throw new ConnectError(`server busy: ${o.budget.used} bytes of requests being read, the server's limit`, Code.ResourceExhausted);
         }
-        held += chunk.length;
+        if (hold === undefined) held += chunk.length;
+        else hold.bytes += chunk.length;
         scan?.(chunk);
         yield chunk;
       }
@@ -244,6 +250,17 @@ export function createStreamHandler(o: EdgeOptions): { onStream: (stream: http2.
       stream.resume();
       // connect parses a unary message right after the last chunk: give the bytes back once it has.
       const n = held;
+      setImmediate(() => o.budget.give(n));
+    }
+  }
+
+  /** `body`; the bytes counted in `hold` are given back once it has been read to its end, or abandoned. */
+  async function* givingBack(body: AsyncIterable<Uint8Array>, hold: { bytes: number }): AsyncGenerator<Uint8Array> {
+    try {
+      yield* body;
+    } finally {
+      const n = hold.bytes;
+      hold.bytes = 0;
       setImmediate(() => o.budget.give(n));
     }
   }
