@@ -59,6 +59,14 @@ export async function* decodeBase64Stream(body: AsyncIterable<Uint8Array>): Asyn
   if (rest.length > 0) throw new ConnectError(`gRPC-Web text body: ${rest.length} base64 characters left over`, Code.InvalidArgument);
 }
 
+/** A whole base64 body as decodeBase64Stream reads it: white space ignored, padded segments one after the other. */
+export function decodeBase64Text(text: string): Buffer {
+  const t = text.replace(/[\r\n\t ]/g, "");
+  const rest = t.length % 4;
+  if (rest > 0) throw new ConnectError(`gRPC-Web text body: ${rest} base64 characters left over`, Code.InvalidArgument);
+  return decode(t);
+}
+
 const BASE64 = /^[A-Za-z0-9+/]*$/;
 
 const PADDED_GROUP = /^[A-Za-z0-9+/]{2}([A-Za-z0-9+/]=|==)$/;

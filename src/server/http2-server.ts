@@ -99,15 +99,9 @@ export async function listenHttp2(o: Http2ServerOptions): Promise<Http2Listener>
     contextValues,
   });
   const cors = createCors({ allowedOrigins: o.corsAllowedOrigins ?? [] });
-  const direct = createNodeDirect({
-    routes: o.routes,
-    interceptors: o.interceptors ?? [],
-    readMaxBytes: o.readMaxBytes,
-    prechecks: o.prechecks,
-    json: o.json,
-    budget,
-    contextValues,
-  });
+  // What connect's handlers are served with, and the checks and budget around them, on every front end.
+  const serving = { routes: o.routes, interceptors: o.interceptors ?? [], readMaxBytes: o.readMaxBytes, prechecks: o.prechecks, json: o.json, budget };
+  const direct = createNodeDirect({ ...serving, contextValues });
   /** Before the dashboard and connect, HTTP/1.1 and the compat front end: CORS, the byte budget, then connect. */
   const serveNode = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
     if (cors !== undefined && corsHttp(cors, req, res)) return;
@@ -160,17 +154,12 @@ export async function listenHttp2(o: Http2ServerOptions): Promise<Http2Listener>
   let h2: http2.Http2Server;
   if ((o.frontEnd ?? "edge") === "edge") {
     const edge = createStreamHandler({
-      routes: o.routes,
-      interceptors: o.interceptors ?? [],
-      readMaxBytes: o.readMaxBytes,
+      ...serving,
       deadlineCeilingMs: o.deadlineCeilingMs,
       maxInflightCalls: o.maxInflightCalls,
-      budget,
       watchdog: dog,
       bodyIdleTimeoutMs: o.bodyIdleTimeoutMs,
-      prechecks: o.prechecks,
       encoders: o.encoders,
-      json: o.json,
       fastPath: o.fastPath,
     });
     h2 = http2.createServer({ settings });
@@ -317,8 +306,3 @@ function corsStream(cors: Cors, stream: http2.ServerHttp2Stream, headers: http2.
   }
   return false;
 }
-
-function one(v: string | string[] | undefined): string | undefined {
-  return Array.isArray(v) ? v.join(", ") : v;
-}
-

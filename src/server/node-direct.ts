@@ -1,9 +1,10 @@
 import type * as http from "node:http";
 import type * as http2 from "node:http2";
-import { Code, ConnectError, createContextValues, type ConnectRouter, type ContextValues, type Interceptor } from "@connectrpc/connect";
+import { createContextValues, type ConnectRouter, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
-import type { ByteBudget } from "./edge/budget.js";
+import { givingBack, HeldBytes, type ByteBudget } from "./edge/budget.js";
 import { connectionKey } from "./edge/connection.js";
+import { joined } from "./edge/context.js";
 import { prescanned } from "./edge/prescan.js";
 import { buildRoutes, type EdgeRoute } from "./edge/routes.js";
 import { decodeTextRequest, encodeTextResponse } from "./grpc-web-text.js";
@@ -46,13 +47,15 @@ export function createNodeDirect(o: NodeDirectOptions) {
     const values = text ? createContextValues() : o.contextValues(req);
     values.set(connectionKey, "stream" in req ? req.stream.session : req.socket);
     let ureq = universalRequestFromNodeRequest(req, nodeRes, undefined, values);
-    const bytes = new BodyBytes(req, o.budget);
+    const held = new HeldBytes(o.budget);
+    // The request's close comes however it ends, also when connect stops reading it halfway.
+    req.once("close", () => held.give());
     const check = o.prechecks?.get(path);
-    let body = counted(ureq.body as AsyncIterable<Uint8Array>, bytes, check === undefined);
+    let body = counted(ureq.body as AsyncIterable<Uint8Array>, held, o.budget, check === undefined);
     if (check !== undefined) {
-      const header = (name: string) => one(req.headers[name]);
+      const header = (name: string) => joined(req.headers[name]);
       // Its bytes stay counted until connect has the checked message, not only until they are read.
-      body = givingBack(prescanned(body, header("content-type") ?? "", header, { binary: check, json: o.json }, o.readMaxBytes), bytes);
+      body = givingBack(prescanned(body, header("content-type") ?? "", header, { binary: check, json: o.json }, o.readMaxBytes), held);
     }
     ureq = { ...ureq, body };
     route.handler(text ? decodeTextRequest(ureq) : ureq).then(
@@ -65,78 +68,20 @@ export function createNodeDirect(o: NodeDirectOptions) {
 }
 
 /**
- * A request body's bytes in the server's decode budget: counted as they
- * arrive, given back once (at the end of reading, or of the check that holds
- * them) or when the request closes however it ends, also when connect stops
- * reading it halfway.
- */
-class BodyBytes {
-  private held = 0;
-  private given = false;
-  private readonly onClose = () => this.give();
-
-  constructor(
-    private readonly req: NodeRequest,
-    private readonly budget: ByteBudget,
-  ) {
-    req.once("close", this.onClose);
-  }
-
-  get released(): boolean {
-    return this.given;
-  }
-
-  get budgetUsed(): number {
-    return this.budget.used;
-  }
-
-  /** False, taking nothing, when `n` more bytes do not fit. */
-  take(n: number): boolean {
-    if (!this.budget.take(n)) return false;
-    this.held += n;
-    return true;
-  }
-
-  give(): void {
-    if (this.given) return;
-    this.given = true;
-    this.req.off("close", this.onClose);
-    const n = this.held;
-    // connect parses a unary message right after the last chunk: give the bytes back once it has.
-    setImmediate(() => this.budget.give(n));
-  }
-}
-
-/**
  * The request's body, its bytes counted as they arrive, as the edge's HTTP/2
  * streams count theirs. A chunk that does not fit fails the body: connect
  * answers RESOURCE_EXHAUSTED in the call's own protocol, and the rest of the
  * body is drained unread. `giveAtEnd` false leaves the giving back to the
  * caller (givingBack).
  */
-async function* counted(body: AsyncIterable<Uint8Array>, bytes: BodyBytes, giveAtEnd: boolean): AsyncGenerator<Uint8Array> {
+async function* counted(body: AsyncIterable<Uint8Array>, held: HeldBytes, budget: ByteBudget, giveAtEnd: boolean): AsyncGenerator<Uint8Array> {
   try {
     for await (const chunk of body) {
-      if (bytes.released) return;
-      if (!bytes.take(chunk.length)) {
-        throw new ConnectError(`server busy: ${bytes.budgetUsed} bytes of requests being read, the server's limit`, Code.ResourceExhausted);
-      }
+      if (held.released) return;
+      if (!held.take(chunk.length)) throw budget.busy();
       yield chunk;
     }
   } finally {
-    if (giveAtEnd) bytes.give();
+    if (giveAtEnd) held.give();
   }
-}
-
-/** `body`; `bytes` are given back once it has been read to its end, or abandoned. */
-async function* givingBack(body: AsyncIterable<Uint8Array>, bytes: BodyBytes): AsyncGenerator<Uint8Array> {
-  try {
-    yield* body;
-  } finally {
-    bytes.give();
-  }
-}
-
-function one(v: string | string[] | undefined): string | undefined {
-  return Array.isArray(v) ? v.join(", ") : v;
 }

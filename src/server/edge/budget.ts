@@ -1,3 +1,5 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+
 /**
  * Request bytes held by calls that have not been decoded yet, server-wide.
  * A call takes its bytes as they arrive (never a declared length ahead of
@@ -18,5 +20,46 @@ export class ByteBudget {
 
   give(n: number): void {
     this.used -= n;
+  }
+
+  /** The refusal of a chunk that does not fit. */
+  busy(): ConnectError {
+    return new ConnectError(`server busy: ${this.used} bytes of requests being read, the server's limit`, Code.ResourceExhausted);
+  }
+}
+
+/** One request's bytes in the budget: taken as they arrive, given back once, when connect has parsed them. */
+export class HeldBytes {
+  private bytes = 0;
+  private given = false;
+
+  constructor(private readonly budget: ByteBudget) {}
+
+  get released(): boolean {
+    return this.given;
+  }
+
+  /** False, taking nothing, when `n` more bytes do not fit. */
+  take(n: number): boolean {
+    if (!this.budget.take(n)) return false;
+    this.bytes += n;
+    return true;
+  }
+
+  give(): void {
+    if (this.given) return;
+    this.given = true;
+    const n = this.bytes;
+    // connect parses a unary message right after the last chunk: give the bytes back once it has.
+    setImmediate(() => this.budget.give(n));
+  }
+}
+
+/** `body`; `held` is given back once it has been read to its end, or abandoned (a check holds the bytes till then). */
+export async function* givingBack(body: AsyncIterable<Uint8Array>, held: HeldBytes): AsyncGenerator<Uint8Array> {
+  try {
+    yield* body;
+  } finally {
+    held.give();
   }
 }

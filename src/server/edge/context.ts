@@ -182,11 +182,13 @@ export function cancelSignalOf(ctx: HandlerContext): CancelSignal {
  * raw HTTP/2 headers on the fast path, so that asking builds no Headers object.
  */
 export function requestHeaderValue(ctx: HandlerContext, name: string): string | undefined {
-  if (ctx instanceof FastContext) {
-    const v = ctx.headers[name];
-    return Array.isArray(v) ? v.join(", ") : v;
-  }
+  if (ctx instanceof FastContext) return joined(ctx.headers[name]);
   return ctx.requestHeader.get(name) ?? undefined;
+}
+
+/** A raw header's value, multiple values joined with ", " (as Headers joins them). */
+export function joined(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v.join(", ") : v;
 }
 
 export function toObject(h: Headers): Record<string, string> {

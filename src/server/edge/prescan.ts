@@ -1,7 +1,7 @@
 import { promisify } from "node:util";
 import * as zlib from "node:zlib";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { decodeBase64Stream } from "../grpc-web-text.js";
+import { decodeBase64Text } from "../grpc-web-text.js";
 import { createJsonTextScan } from "./json-scan.js";
 
 /**
@@ -119,7 +119,7 @@ export async function* prescanned(
 async function messageOf(body: Buffer, framing: Framing, encoding: string | undefined, readMaxBytes: number): Promise<Uint8Array | undefined> {
   if (!framing.enveloped) return decompressed(body, encoding, readMaxBytes);
   // As the translation decodes it: several padded segments may follow each other.
-  const bytes = framing.base64 ? await base64Decoded(body) : body;
+  const bytes = framing.base64 ? decodeBase64Text(body.toString("latin1")) : body;
   for (let at = 0; at + 5 <= bytes.length; ) {
     const flags = bytes[at]!;
     const length = bytes.readUInt32BE(at + 1);
@@ -146,14 +146,4 @@ async function decompressed(bytes: Uint8Array, encoding: string | undefined, rea
     // Corrupt, or past read_max_bytes: connect's own decompression refuses it.
   }
   return undefined;
-}
-
-async function base64Decoded(text: Buffer): Promise<Buffer> {
-  const parts: Uint8Array[] = [];
-  for await (const b of decodeBase64Stream((async function* () {
-    yield text;
-  })())) {
-    parts.push(b);
-  }
-  return Buffer.concat(parts);
 }

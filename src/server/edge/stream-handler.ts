@@ -3,9 +3,9 @@ import { Code, ConnectError, createContextValues, type ConnectRouter, type Inter
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { Compression } from "@connectrpc/connect/protocol";
 import { http2StreamKey } from "../frame-sink.js";
-import type { ByteBudget } from "./budget.js";
+import { givingBack, HeldBytes, type ByteBudget } from "./budget.js";
 import { connectionKey } from "./connection.js";
-import { FastContext, resetError } from "./context.js";
+import { FastContext, joined, resetError } from "./context.js";
 import { clampDeadlineHeaders, parseGrpcTimeout } from "./deadline.js";
 import { runFastStream } from "./fast-stream.js";
 import { answerError, hooksOf, runFastCall, type FastCall } from "./fast-unary.js";
@@ -102,8 +102,8 @@ export function createStreamHandler(o: EdgeOptions): { onStream: (stream: http2.
 
   function serveFast(route: EdgeRoute, stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, refuse: ConnectError | undefined): void {
     const target = (route.unary ?? route.serverStream)!;
-    const compression = responseCompression(one(headers["grpc-accept-encoding"]));
-    const timeout = parseGrpcTimeout(one(headers["grpc-timeout"]));
+    const compression = responseCompression(joined(headers["grpc-accept-encoding"]));
+    const timeout = parseGrpcTimeout(joined(headers["grpc-timeout"]));
     const ctx = new FastContext(target.method, stream, headers, timeout, initialHeader(compression?.name));
     const call: FastCall = {
       method: target.method,
@@ -150,7 +150,7 @@ export function createStreamHandler(o: EdgeOptions): { onStream: (stream: http2.
         stop();
         release();
         stream.resume();
-        answerError(call, new ConnectError(`server busy: ${o.budget.used} bytes of requests being read, the server's limit`, Code.ResourceExhausted));
+        answerError(call, o.budget.busy());
         return;
       }
       held += chunk.length;
@@ -204,10 +204,10 @@ export function createStreamHandler(o: EdgeOptions): { onStream: (stream: http2.
     if (refuse !== undefined) body = refusing(stream, refuse);
     else if (check !== undefined && o.json !== undefined) {
       // Its messages are checked whole before connect decodes them, in whatever protocol and encoding (prescan.ts).
-      const header = (name: string) => one(headers[name]);
+      const header = (name: string) => joined(headers[name]);
       // Its bytes stay counted until connect has the checked message, not only until they are read.
-      const hold = { bytes: 0 };
-      body = givingBack(prescanned(budgeted(stream, prefix, undefined, hold), ct, header, { binary: check, json: o.json }, o.readMaxBytes), hold);
+      const held = new HeldBytes(o.budget);
+      body = givingBack(prescanned(budgeted(stream, prefix, undefined, held), ct, header, { binary: check, json: o.json }, o.readMaxBytes), held);
     } else {
       const scan = o.json !== undefined && /^application\/json/i.test(ct) ? createJsonTextScan(o.json.maxNodes, o.json.maxDepth) : undefined;
       body = budgeted(stream, prefix, scan);
@@ -223,10 +223,10 @@ export function createStreamHandler(o: EdgeOptions): { onStream: (stream: http2.
 
   /**
    * The stream's body (after bytes already read), its bytes held in the budget until connect has parsed them;
-   * with `hold`, counted there instead, for the caller to give back (givingBack).
+   * given `held`, held there for the caller to give back (givingBack).
    */
-  async function* budgeted(stream: http2.ServerHttp2Stream, prefix: Buffer[], scan: ((c: Uint8Array) => void) | undefined, hold?: { bytes: number }) {
-    let held = 0;
+  async function* budgeted(stream: http2.ServerHttp2Stream, prefix: Buffer[], scan: ((c: Uint8Array) => void) | undefined, given?: HeldBytes) {
+    const held = given ?? new HeldBytes(o.budget);
     const watched: Watched = { expiresAt: 0, expire: () => stream.close(NGHTTP2_CANCEL) };
     o.watchdog.watch(watched, o.bodyIdleTimeoutMs);
     try {
@@ -237,31 +237,14 @@ export function createStreamHandler(o: EdgeOptions): { onStream: (stream: http2.
       // Not destroyed when connect stops reading early (an error): the answer still has to go out on it.
       for await (const chunk of stream.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
         watched.expiresAt = o.watchdog.now + o.bodyIdleTimeoutMs;
-        if (!o.budget.take(chunk.length)) {
-          throw new ConnectError(`server busy: ${o.budget.used} bytes of requests being read, the server's limit`, Code.ResourceExhausted);
-        }
-        if (hold === undefined) held += chunk.length;
-        else hold.bytes += chunk.length;
+        if (!held.take(chunk.length)) throw o.budget.busy();
         scan?.(chunk);
         yield chunk;
       }
     } finally {
       o.watchdog.unwatch(watched);
       stream.resume();
-      // connect parses a unary message right after the last chunk: give the bytes back once it has.
-      const n = held;
-      setImmediate(() => o.budget.give(n));
-    }
-  }
-
-  /** `body`; the bytes counted in `hold` are given back once it has been read to its end, or abandoned. */
-  async function* givingBack(body: AsyncIterable<Uint8Array>, hold: { bytes: number }): AsyncGenerator<Uint8Array> {
-    try {
-      yield* body;
-    } finally {
-      const n = hold.bytes;
-      hold.bytes = 0;
-      setImmediate(() => o.budget.give(n));
+      if (given === undefined) held.give();
     }
   }
 
@@ -288,7 +271,7 @@ function fastEligible(h: http2.IncomingHttpHeaders): boolean {
   if (!GRPC_PROTO.test(h["content-type"] ?? "")) return false;
   const enc = h["grpc-encoding"];
   if (enc !== undefined && enc !== "identity") return false;
-  const t = parseGrpcTimeout(one(h["grpc-timeout"]));
+  const t = parseGrpcTimeout(joined(h["grpc-timeout"]));
   return !Number.isNaN(t);
 }
 
@@ -300,8 +283,4 @@ function responseCompression(accepted: string | undefined): Compression | null {
     if (found !== undefined) return found;
   }
   return null;
-}
-
-function one(v: string | string[] | undefined): string | undefined {
-  return Array.isArray(v) ? v.join(", ") : v;
 }
