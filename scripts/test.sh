@@ -22,6 +22,17 @@ npx --no-install vitest run --reporter=default --reporter=json --outputFile="$tm
 passed=0
 failed=0
 if [ -f "$tmp/vitest.json" ]; then
+  # Failed tests by name (with their first message line), so a log's tail says what failed.
+  node -e '
+    const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+    for (const file of r.testResults)
+      for (const t of file.assertionResults)
+        if (t.status === "failed")
+          console.log(`FAILED ${file.name.replace(process.cwd() + "/", "")} > ${t.fullName}: ${String(t.failureMessages[0] ?? "").split("\n")[0].slice(0, 300)}`);
+    for (const file of r.testResults)
+      if (file.status === "failed" && file.assertionResults.length === 0)
+        console.log(`FAILED ${file.name.replace(process.cwd() + "/", "")}: ${String(file.message ?? "").split("\n")[0].slice(0, 300)}`);
+  ' "$tmp/vitest.json"
   read -r passed failed < <(node -e '
     const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
     console.log(r.numPassedTests, r.numFailedTests);
