@@ -47,6 +47,7 @@ export const limitKeys = {
   max_deadline: { field: "maxDeadlineMs", schema: duration },
   max_inflight_calls: { field: "maxInflightCalls", schema: int(1) },
   max_decoding_bytes: { field: "maxDecodingBytes", schema: int(1) },
+  max_held_request_bytes: { field: "maxHeldRequestBytes", schema: int(0) },
   max_json_nodes: { field: "maxJsonNodes", schema: int(1) },
   max_json_depth: { field: "maxJsonDepth", schema: int(1) },
   max_metrics_streams_per_connection: { field: "maxMetricsStreamsPerConnection", schema: int(1) },

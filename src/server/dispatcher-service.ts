@@ -11,6 +11,7 @@ import { cancelSignalOf, requestHeaderValue } from "./edge/context.js";
 import { frameSinkFor } from "./frame-sink.js";
 import { effectiveTimeoutMs, type Limits } from "./limits.js";
 import type { MetricsHub } from "./metrics-hub.js";
+import { heldBytes, type PayloadBudget } from "./payload-budget.js";
 import { traceParentOf } from "./trace-parent.js";
 
 /** WorkerMetrics interval when the request sets none (DESIGN.md §3). */
@@ -27,6 +28,8 @@ export function dispatcherRoutes(
   dispatcher: Dispatcher,
   hub: MetricsHub,
   limits: Limits,
+  /** What the decoded requests of calls in progress hold (limits.maxHeldRequestBytes). */
+  held: PayloadBudget,
   access?: AccessLog,
   replicaId?: string,
   /** More methods of the service (background jobs, src/jobs/service.ts); unset ones answer UNIMPLEMENTED. */
@@ -106,18 +109,25 @@ export function dispatcherRoutes(
   async function submitOnce(req: SubmitRequest, ctx: HandlerContext, onResult?: (r: JobResult) => void) {
     const options = submitOptions(req, ctx);
     const requestValue: Value | undefined = req.payload.case === "json" ? req.payload.value : undefined;
+    const bytes = heldBytes(options.payload, req.metadata);
+    held.take(bytes);
     try {
       const r = await dispatcher.submit(options);
       onResult?.(r);
       return submitResponseToProto(r, options.payload, requestValue);
     } catch (e) {
       throw callError(e, ctx);
+    } finally {
+      held.give(bytes);
     }
   }
 
   async function* submitStreamOnce(req: SubmitRequest, ctx: HandlerContext, onResult?: (r: JobResult) => void) {
-    const job = dispatcher.submitStream(submitOptions(req, ctx));
+    const options = submitOptions(req, ctx);
+    const bytes = heldBytes(options.payload, req.metadata);
+    held.take(bytes);
     try {
+      const job = dispatcher.submitStream(options);
       // Each event is written before the next chunk is pulled from the backend (backpressure).
       for await (const e of job.events) yield streamEventToProto(e);
       const r = await job.result;
@@ -125,6 +135,8 @@ export function dispatcherRoutes(
       yield streamDoneToProto(r);
     } catch (e) {
       throw callError(e, ctx);
+    } finally {
+      held.give(bytes);
     }
   }
 

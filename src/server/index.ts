@@ -16,6 +16,7 @@ import { createMetricsHub, type MetricsHub } from "./metrics-hub.js";
 import { reflectionRoutes } from "./reflection.js";
 import { deadlineCeiling } from "./edge/deadline.js";
 import { scanEnqueueJson, scanSubmitJson } from "./edge/json-scan.js";
+import { PayloadBudget } from "./payload-budget.js";
 import { encodeTextChunk } from "./text-chunk.js";
 
 const methodPath = (m: { parent: { typeName: string }; name: string }) => `/${m.parent.typeName}/${m.name}`;
@@ -83,7 +84,9 @@ export async function startServer(o: ServerOptions): Promise<DispatcherServer> {
   const interceptors = [...(o.interceptors ?? [])];
   // After the caller's interceptors, so telemetry also sees refused calls.
   if (o.authTokens !== undefined) interceptors.push(bearerAuth(o.authTokens));
-  const submitCheck = (bytes: Uint8Array) => scanSubmitJson(bytes, limits.maxJsonNodes, limits.maxJsonDepth);
+  const held = new PayloadBudget(limits.maxHeldRequestBytes);
+  // A Submit's payload is refused before decode if what it would hold decoded does not fit in what is left.
+  const submitCheck = (bytes: Uint8Array) => held.check(scanSubmitJson(bytes, limits.maxJsonNodes, limits.maxJsonDepth));
   const listener: Http2Listener = await listenHttp2({
     host: o.host ?? "127.0.0.1",
     port: o.port ?? 0,
@@ -112,7 +115,7 @@ export async function startServer(o: ServerOptions): Promise<DispatcherServer> {
     interceptors,
     routes: (router) => {
       const jobs = o.jobs === undefined ? {} : jobMethods(o.dispatcher, o.jobs.store, o.jobs.settings, limits);
-      dispatcherRoutes(o.dispatcher, hub, limits, o.accessLog, o.replicaId, jobs)(router);
+      dispatcherRoutes(o.dispatcher, hub, limits, held, o.accessLog, o.replicaId, jobs)(router);
       healthRoutes(health)(router);
       for (const r of o.routes ?? []) r(router);
       if (o.reflection ?? true) reflectionRoutes()(router);

@@ -46,6 +46,15 @@ export interface Limits {
    * maximum-size requests in decode at once. 0 = no limit.
    */
   maxDecodingBytes: number;
+  /**
+   * Memory the decoded requests of Submit and SubmitStream calls in progress
+   * (queued or running) may hold, server-wide, estimated from their payloads
+   * (src/server/payload-budget.ts); a call that would go over gets
+   * RESOURCE_EXHAUSTED before it is queued. Default 256 MiB: 7 of the
+   * costliest JSON requests the other limits let through (~34 MB decoded
+   * each), tens of thousands of ordinary ones. 0 = no limit.
+   */
+  maxHeldRequestBytes: number;
   /** Most values in a JSON payload (google.protobuf.Value nodes); more get INVALID_ARGUMENT before decode. Default 100000. */
   maxJsonNodes: number;
   /** Deepest nesting of a JSON payload; deeper gets INVALID_ARGUMENT before decode. Default 100. */
@@ -68,6 +77,7 @@ export const defaultLimits: Limits = {
   goawayGraceMs: 10_000,
   maxInflightCalls: 10_000,
   maxDecodingBytes: 64 * 1024 * 1024,
+  maxHeldRequestBytes: 256 * 1024 * 1024,
   maxJsonNodes: 100_000,
   maxJsonDepth: 100,
   maxMetricsStreamsPerConnection: 16,

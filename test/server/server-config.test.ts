@@ -37,13 +37,13 @@ describe("server config: limits, reflection, auth, tls", () => {
       backends,
       server: {
         limits: {
-          max_inflight_calls: 5, max_decoding_bytes: 6, max_json_nodes: 7, max_json_depth: 8, max_metrics_streams_per_connection: 9,
+          max_inflight_calls: 5, max_decoding_bytes: 6, max_held_request_bytes: 10, max_json_nodes: 7, max_json_depth: 8, max_metrics_streams_per_connection: 9,
           headers_timeout: "1s", body_idle_timeout: "2s", idle_timeout: "3m", goaway_grace: "500ms",
         },
       },
     });
     expect(server.limits).toMatchObject({
-      maxInflightCalls: 5, maxDecodingBytes: 6, maxJsonNodes: 7, maxJsonDepth: 8, maxMetricsStreamsPerConnection: 9,
+      maxInflightCalls: 5, maxDecodingBytes: 6, maxHeldRequestBytes: 10, maxJsonNodes: 7, maxJsonDepth: 8, maxMetricsStreamsPerConnection: 9,
       headersTimeoutMs: 1000, bodyIdleTimeoutMs: 2000, idleTimeoutMs: 180_000, goawayGraceMs: 500,
     });
   });

@@ -1,4 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { OBJECT_BYTES, STRING_BYTES, VALUE_BYTES } from "../payload-budget.js";
 
 /**
  * Counts the google.protobuf.Value nodes of a binary SubmitRequest's `json`
@@ -6,13 +7,15 @@ import { Code, ConnectError } from "@connectrpc/connect";
  * nothing is allocated. A 4 MiB message can hold a million null values,
  * which protobuf-es and the JSON conversion turn into hundreds of MB; this
  * refuses such a payload before it is decoded. A malformed message is left
- * to the decoder to report.
+ * to the decoder to report. Returns what the payload will hold once decoded,
+ * estimated as heldBytes (payload-budget.ts) estimates it from the JSON.
  */
-export function scanSubmitJson(bytes: Uint8Array, maxNodes: number, maxDepth: number): void {
+export function scanSubmitJson(bytes: Uint8Array, maxNodes: number, maxDepth: number): number {
   const s = new Scan(bytes, maxNodes, maxDepth);
   s.fields(0, bytes.length, (field, start, end) => {
     if (field === 3) s.value(start, end, 1);
   });
+  return s.held;
 }
 
 /** The same limits for a Connect unary JSON body, read as text (strings skipped, values and nesting counted). */
@@ -52,6 +55,8 @@ function tooDeep(max: number): ConnectError {
 
 class Scan {
   nodes = 0;
+  /** The decoded payload's memory, estimated per value as payload-budget.ts does. */
+  held = 0;
   constructor(
     private readonly b: Uint8Array,
     private readonly maxNodes: number,
@@ -85,11 +90,19 @@ class Scan {
   value(start: number, end: number, depth: number): void {
     if (++this.nodes > this.maxNodes) throw tooMany(this.maxNodes);
     if (depth > this.maxDepth) throw tooDeep(this.maxDepth);
+    this.held += VALUE_BYTES;
     this.fields(start, end, (field, s, e) => {
-      if (field === 5) {
-        // Struct: map entries (field 1), each with its value in field 2.
+      if (field === 3) this.held += STRING_BYTES + (e - s);
+      else if (field === 5) {
+        // Struct: map entries (field 1), each with its key in field 1 and its value in field 2.
+        this.held += OBJECT_BYTES;
         this.fields(s, e, (f, es, ee) => {
-          if (f === 1) this.fields(es, ee, (ef, vs, ve) => ef === 2 && this.value(vs, ve, depth + 1));
+          if (f === 1) {
+            this.fields(es, ee, (ef, vs, ve) => {
+              if (ef === 1) this.held += ve - vs;
+              else if (ef === 2) this.value(vs, ve, depth + 1);
+            });
+          }
         });
       } else if (field === 6) {
         // ListValue: values in field 1.
