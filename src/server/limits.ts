@@ -43,7 +43,8 @@ export interface Limits {
   /**
    * Request bytes received but not yet decoded, server-wide; a call whose
    * bytes would go over gets RESOURCE_EXHAUSTED. Default 64 MiB: 16
-   * maximum-size requests in decode at once. 0 = no limit.
+   * maximum-size requests in decode at once. A compressed Submit, SubmitStream
+   * or Enqueue message counts its decompressed copy too. 0 = no limit.
    */
   maxDecodingBytes: number;
   /**

@@ -55,7 +55,10 @@ export function createNodeDirect(o: NodeDirectOptions) {
     if (check !== undefined) {
       const header = (name: string) => joined(req.headers[name]);
       // Its bytes stay counted until connect has the checked message, not only until they are read.
-      body = givingBack(prescanned(body, header("content-type") ?? "", header, { binary: check, json: o.json }, o.readMaxBytes), held);
+      // The request's close can come before the check is done (once its body is read): a decompressed copy is
+      // held on its own, until connect has the checked message.
+      const copy = new HeldBytes(o.budget);
+      body = givingBack(givingBack(prescanned(body, header("content-type") ?? "", header, { binary: check, json: o.json }, o.readMaxBytes, (n) => copy.hold(n)), held), copy);
     }
     ureq = { ...ureq, body };
     route.handler(text ? decodeTextRequest(ureq) : ureq).then(

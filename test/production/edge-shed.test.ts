@@ -226,6 +226,25 @@ describe("shed before work", () => {
     await served(s);
   });
 
+  it("counts a compressed request's decompressed message in the decode budget, on HTTP/2 and HTTP/1.1", async () => {
+    const s = await start({ maxDecodingBytes: 1024 * 1024 });
+    const message = (bytes: number) =>
+      gzipSync(toBinary(SubmitRequestSchema, create(SubmitRequestSchema, { backend: "echo", payload: { case: "binary", value: new Uint8Array(bytes) } })));
+    const grpc = (bytes: number) => rawCall(s.port, { ...grpcHeaders, "grpc-encoding": "gzip" }, [envelope(message(bytes), 1)]);
+    // A few KiB on the wire, 2 MiB once decompressed: more than the whole budget.
+    const big = await grpc(2 * 1024 * 1024);
+    expect(big.trailers["grpc-status"]).toBe(String(Code.ResourceExhausted));
+    expect(decodeURIComponent(String(big.trailers["grpc-message"]))).toContain("server busy");
+    expect((await grpc(256 * 1024)).trailers["grpc-status"]).toBe("0");
+    const h1 = (bytes: number) =>
+      h1Call(s.port, { "content-type": "application/proto", "content-encoding": "gzip", "connect-protocol-version": "1" }, message(bytes));
+    expect((await h1(2 * 1024 * 1024)).status).toBe(429);
+    expect((await h1(256 * 1024)).status).toBe(200);
+    // Every byte given back: a call nearly as large as the whole budget (with its wire bytes) still fits.
+    expect((await grpc(1024 * 1024 - 16 * 1024)).trailers["grpc-status"]).toBe("0");
+    await served(s);
+  });
+
   it("over HTTP/1.1 too: bytes count as they arrive, and a body that does not fit is refused", async () => {
     const s = await start({ maxDecodingBytes: 100 * 1024 });
     const body = Buffer.from(JSON.stringify({ backend: "echo", json: "x".repeat(60 * 1024) }));

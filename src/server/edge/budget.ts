@@ -39,11 +39,17 @@ export class HeldBytes {
     return this.given;
   }
 
-  /** False, taking nothing, when `n` more bytes do not fit. */
+  /** False, taking nothing, when `n` more bytes do not fit; nothing is taken once the request was given back. */
   take(n: number): boolean {
+    if (this.given) return true;
     if (!this.budget.take(n)) return false;
     this.bytes += n;
     return true;
+  }
+
+  /** Takes `n` more bytes or throws the budget's RESOURCE_EXHAUSTED. */
+  hold(n: number): void {
+    if (!this.take(n)) throw this.budget.busy();
   }
 
   give(): void {

@@ -90,6 +90,8 @@ export async function* prescanned(
   header: (name: string) => string | undefined,
   check: MessageCheck,
   readMaxBytes: number,
+  /** Takes bytes the check holds beyond the body's own (a decompressed or base64-decoded copy); throws if they do not fit. */
+  hold?: (bytes: number) => void,
 ): AsyncGenerator<Uint8Array> {
   const framing = framingOf(contentType);
   if (framing === undefined) {
@@ -107,8 +109,12 @@ export async function* prescanned(
     }
     chunks.push(chunk);
   }
-  const message = await messageOf(Buffer.concat(chunks), framing, header(framing.encodingHeader), readMaxBytes);
+  const whole = Buffer.concat(chunks);
+  const message = await messageOf(whole, framing, header(framing.encodingHeader), readMaxBytes);
   if (message !== undefined) {
+    // A decompressed copy is held until connect has decoded the message (it decompresses its own then):
+    // in the server's budget too, or many small compressed bodies would each hold up to readMaxBytes uncounted.
+    if (message.buffer !== whole.buffer) hold?.(message.byteLength);
     if (framing.json) createJsonTextScan(check.json.maxNodes, check.json.maxDepth)(message);
     else check.binary(message);
   }

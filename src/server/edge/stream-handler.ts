@@ -207,7 +207,7 @@ export function createStreamHandler(o: EdgeOptions): { onStream: (stream: http2.
       const header = (name: string) => joined(headers[name]);
       // Its bytes stay counted until connect has the checked message, not only until they are read.
       const held = new HeldBytes(o.budget);
-      body = givingBack(prescanned(budgeted(stream, prefix, undefined, held), ct, header, { binary: check, json: o.json }, o.readMaxBytes), held);
+      body = givingBack(prescanned(budgeted(stream, prefix, undefined, held), ct, header, { binary: check, json: o.json }, o.readMaxBytes, (n) => held.hold(n)), held);
     } else {
       const scan = o.json !== undefined && /^application\/json/i.test(ct) ? createJsonTextScan(o.json.maxNodes, o.json.maxDepth) : undefined;
       body = budgeted(stream, prefix, scan);
