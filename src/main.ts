@@ -119,7 +119,7 @@ async function main(): Promise<number> {
     }
     app = await startApp(config, { observer: telemetry.observer, interceptors: telemetry.interceptors, log });
     const started = app;
-    telemetry.observeState({ snapshot: () => started.dispatcher.snapshot(), cluster: started.cluster, jobs: started.jobCounts });
+    telemetry.observeState({ snapshot: () => started.dispatcher.snapshot(), cluster: started.cluster, jobs: started.jobCounts, requestBytes: () => started.server.requestBytes() });
   } catch (e) {
     // One line that says what failed (e.g. "listen EADDRINUSE: address already in use 127.0.0.1:8080"); no stack:
     // these are conditions of the machine, not bugs.

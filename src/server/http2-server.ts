@@ -59,6 +59,8 @@ export interface Http2Listener {
   readonly port: number;
   readonly host: string;
   readonly tls: boolean;
+  /** Request bytes held in the decode budget now (maxDecodingBytes). */
+  decodingBytes(): number;
   /**
    * Stops accepting connections, sends GOAWAY on every HTTP/2 session and
    * closes idle HTTP/1.1 connections, letting open calls finish; destroys what
@@ -249,6 +251,7 @@ export async function listenHttp2(o: Http2ServerOptions): Promise<Http2Listener>
     port: addr.port,
     host: o.host,
     tls: o.tls !== undefined,
+    decodingBytes: () => budget.used,
     close(forceAfterMs) {
       closed ??= new Promise<void>((resolve) => {
         closing = true;

@@ -68,6 +68,8 @@ export interface DispatcherServer {
   readonly tls: boolean;
   readonly hub: MetricsHub;
   readonly health: HealthState;
+  /** Bytes in the server's two request budgets now: being decoded (max_decoding_bytes), held by calls in progress (max_held_request_bytes). */
+  requestBytes(): { decoding: number; held: number };
   /**
    * Shuts down in order: health to NOT_SERVING, stop admission (UNAVAILABLE),
    * end metrics streams (UNAVAILABLE), let jobs drain within the dispatcher's
@@ -128,6 +130,7 @@ export async function startServer(o: ServerOptions): Promise<DispatcherServer> {
     tls: listener.tls,
     hub,
     health,
+    requestBytes: () => ({ decoding: listener.decodingBytes(), held: held.held }),
     close() {
       closing ??= (async () => {
         health.drain();

@@ -83,4 +83,7 @@ export const METRIC_REPLICAS = "dispatcher.cluster.replicas";
 export const ATTR_QUANTILE = "quantile";
 /** Background jobs (docs/jobs.md) by backend and state. */
 export const METRIC_BACKGROUND_JOBS = "dispatcher.background_jobs";
+/** The server's request budgets in use (server.limits.max_decoding_bytes, max_held_request_bytes). */
+export const METRIC_REQUEST_BYTES_DECODING = "dispatcher.server.requests.decoding";
+export const METRIC_REQUEST_BYTES_HELD = "dispatcher.server.requests.held";
 export const ATTR_JOB_STATE = "dispatcher.job.state";

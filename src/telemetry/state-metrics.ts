@@ -11,6 +11,8 @@ export interface StateSource {
   cluster: (() => ClusterSnapshot) | undefined;
   /** Background jobs by backend and state. */
   jobs?: () => JobCounts;
+  /** Bytes in the server's request budgets: being decoded, held by calls in progress. */
+  requestBytes?: () => { decoding: number; held: number };
 }
 
 /**
@@ -50,6 +52,15 @@ export function observeState(meter: Meter, source: StateSource): void {
           for (const [state, count] of Object.entries(byState)) r.observe(count ?? 0, { [n.ATTR_BACKEND]: backend, [n.ATTR_JOB_STATE]: state });
         }
       });
+  }
+  const requestBytes = source.requestBytes;
+  if (requestBytes !== undefined) {
+    meter
+      .createObservableGauge(n.METRIC_REQUEST_BYTES_DECODING, { unit: "By", description: "Request bytes being read and decoded (server.limits.max_decoding_bytes)" })
+      .addCallback((r) => r.observe(requestBytes().decoding));
+    meter
+      .createObservableGauge(n.METRIC_REQUEST_BYTES_HELD, { unit: "By", description: "Decoded requests held by calls in progress, estimated (server.limits.max_held_request_bytes)" })
+      .addCallback((r) => r.observe(requestBytes().held));
   }
   const cluster = source.cluster;
   if (cluster === undefined) return;

@@ -10,7 +10,7 @@ let app: App;
 
 beforeAll(async () => {
   telemetry = await startTelemetry({ env: {}, prometheusPort: 0 });
-  const config = validateConfig({ server: { port: 0 }, backends: [{ name: "echo", kind: "echo", workers: 1 }] });
+  const config = validateConfig({ server: { port: 0 }, backends: [{ name: "echo", kind: "echo", workers: 1 }, { name: "slow", kind: "echo", workers: 1, options: { delay_ms: 300 } }] });
   app = await startApp(config, { observer: telemetry.observer, interceptors: telemetry.interceptors });
 });
 afterAll(async () => {
@@ -73,6 +73,17 @@ describe("the Prometheus scrape endpoint", () => {
     );
     expect(samples(text, "dispatcher_queue_depth")).toEqual([expect.stringContaining(`{${worker}} 0`)]);
     expect(samples(text, "dispatcher_jobs_inflight")).toEqual([expect.stringContaining(`{${worker}} 0`)]);
+  });
+
+  it("shows the request bytes held by calls in progress, back to 0 when they end", async () => {
+    // As the service wires it (main.ts).
+    telemetry.observeState({ snapshot: () => app.dispatcher.snapshot(), cluster: undefined, requestBytes: () => app.server.requestBytes() });
+    const gauge = async (name: string) => Number((samples((await scrape()).text, name)[0] ?? "").split(" ").pop());
+    const call = connectClient(app.server.port).submit({ backend: "slow", payload: { case: "binary", value: new Uint8Array(10_000) } });
+    await expect.poll(() => gauge("dispatcher_server_requests_held")).toBeGreaterThan(10_000);
+    await call;
+    expect(await gauge("dispatcher_server_requests_held")).toBe(0);
+    expect(await gauge("dispatcher_server_requests_decoding")).toBe(0);
   });
 
   it("answers 404 off its path", async () => {
