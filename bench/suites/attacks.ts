@@ -1,10 +1,11 @@
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import { gzipSync } from "node:zlib";
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create, fromJson, toBinary } from "@bufbuild/protobuf";
+import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { SubmitRequestSchema } from "../../gen/dispatcher/v1/dispatcher_pb.js";
 import { echoHandler } from "../../src/backends/echo.js";
-import { createDispatcher, type BackendOptions } from "../../src/core/index.js";
+import { createDispatcher, type BackendOptions, type Handler } from "../../src/core/index.js";
 import { startServer, type DispatcherServer, type Limits } from "../../src/server/index.js";
 import { startTarget } from "../lib/child.js";
 import { grpcFrame } from "../lib/grpc-load.js";
@@ -26,6 +27,10 @@ const HEADERS = { ":method": "POST", ":path": SUBMIT, "content-type": "applicati
 export async function attacksSuite(ctx: BenchContext): Promise<Record<string, unknown>> {
   const payload = await payloadAttack(ctx.mode === "smoke" ? 2 : 16, false);
   const gzipped = await payloadAttack(ctx.mode === "smoke" ? 2 : 16, true);
+  // Requests that stay queued behind a backend that does not answer: without the held-request limit, then with it.
+  const heldCalls = ctx.mode === "smoke" ? 2 : 20;
+  const heldUnbounded = await heldAttack(heldCalls, 0);
+  const heldBounded = await heldAttack(heldCalls, undefined);
   // A slow backend's capacity (the product's case: 40 calls/s) offered 20× from this process; and 20× a fast
   // backend's (8,000 calls/s), too many for a Node client sharing the 2 cores: from h2load.
   const overloads = [await overloadBurst(ctx.mode === "smoke" ? 2 : 20, 200)];
@@ -37,6 +42,11 @@ export async function attacksSuite(ctx: BenchContext): Promise<Record<string, un
     [
       [`${payload.calls} × 4 MiB lists of ~1M nulls at once`, `RSS +${fmt(payload.rssGrowthMB)} MB, all answered in ${fmt(payload.ms)} ms (${payload.statuses})`, "every call answered, ≤ 200 MB"],
       [`the same, gzip-compressed (${fmt(gzipped.bodyBytes)} bytes each)`, `RSS +${fmt(gzipped.rssGrowthMB)} MB, all answered in ${fmt(gzipped.ms)} ms (${gzipped.statuses})`, "every call answered, ≤ 200 MB"],
+      ...[heldUnbounded, heldBounded].map((h) => [
+        `${h.calls} requests of 50,000 one-key JSON objects (${fmt(h.bodyBytes / 1e6, 2)} MB each) to a backend that does not answer, ${h.limit}`,
+        `${h.held} queued or running, ${h.refused} RESOURCE_EXHAUSTED, in ${fmt(h.ms)} ms; live heap +${fmt(h.heldMB)} MB, RSS peak +${fmt(h.rssGrowthMB)} MB`,
+        h === heldUnbounded ? "(for comparison)" : "live heap ≤ 256 MiB",
+      ]),
       ...overloads.map((overload) => [
         `${overload.factor}× capacity (${overload.jobMs} ms jobs) offered for 3 s (${fmt(overload.rate)} calls/s, ${overload.calls} calls), service in its own process`,
         `RESOURCE_EXHAUSTED p50 ${fmt(overload.refusedP50Ms, 1)} ms, p99 ${fmt(overload.refusedP99Ms, 1)} ms (${overload.refused} refused), all answers p99 ${fmt(overload.allP99Ms, 1)} ms; service CPU ${fmt(overload.serverCpuShare, 2)} cores`,
@@ -52,7 +62,7 @@ export async function attacksSuite(ctx: BenchContext): Promise<Record<string, un
       [`${slowloris.connections} slowloris connections (header timeout ${slowloris.timeoutMs} ms)`, `${slowloris.heldAfter} held after ${slowloris.waitedMs} ms`, "0"],
     ],
   ));
-  const data = { payload, gzipped, overloads, flood, slowloris };
+  const data = { payload, gzipped, heldUnbounded, heldBounded, overloads, flood, slowloris };
   ctx.log(`wrote ${writeResult(ctx, "attacks", data)}`);
   return data;
 }
@@ -99,6 +109,47 @@ async function payloadAttack(calls: number, gzipped: boolean) {
     for (const a of answers) counts.set(a.status, (counts.get(a.status) ?? 0) + 1);
     return { calls, bodyBytes: body.length, rssGrowthMB: (peak - before) / 2 ** 20, ms, statuses: [...counts].map(([k, v]) => `${v} × status ${k}`).join(", ") };
   });
+}
+
+/**
+ * `calls` requests that each hold ~34 MB once decoded (a 1 MB list of 50,000
+ * one-key JSON objects), sent at once to one worker that never answers (one
+ * runs, the rest queue), with `maxHeldRequestBytes` (0: no limit; undefined:
+ * the default, 256 MiB): this process's RSS growth once each call is queued
+ * or refused.
+ */
+async function heldAttack(calls: number, maxHeldRequestBytes: number | undefined) {
+  const json = Array.from({ length: 49_990 }, (_, i) => ({ [`k${i}`]: "vvvv" }));
+  const body = grpcFrame(toBinary(SubmitRequestSchema, create(SubmitRequestSchema, { backend: "slow", payload: { case: "json", value: fromJson(ValueSchema, json) } })));
+  const never: Handler = (_request, ctx) => new Promise((_resolve, reject) => ctx.signal.addEventListener("abort", () => reject(ctx.signal.reason as Error)));
+  const dispatcher = createDispatcher({ backends: [{ name: "slow", handler: never, workers: 1, maxConcurrency: 1, queueCapacity: 1_000 }], shutdownGraceMs: 0 });
+  const s = await startServer({ dispatcher, limits: maxHeldRequestBytes === undefined ? {} : { maxHeldRequestBytes } });
+  const limit = maxHeldRequestBytes === 0 ? "no held-request limit" : "the default max_held_request_bytes (256 MiB)";
+  try {
+    globalThis.gc?.();
+    const before = process.memoryUsage().rss;
+    const heapBefore = process.memoryUsage().heapUsed;
+    let peak = before;
+    const sample = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 10);
+    const t = performance.now();
+    const sessions = Array.from({ length: 4 }, () => http2.connect(`http://127.0.0.1:${s.port}`));
+    let refused = 0;
+    const answers = Array.from({ length: calls }, (_, i) => call(sessions[i % 4]!, body).then((a) => (a.status === "8" ? refused++ : 0)));
+    const held = () => dispatcher.snapshot(["slow"]).reduce((n, w) => n + w.inflight + w.queued, 0);
+    while (refused + held() < calls && performance.now() - t < 120_000) await sleep(20);
+    const ms = performance.now() - t;
+    clearInterval(sample);
+    // What the queued calls hold: the live heap once garbage is collected.
+    globalThis.gc?.();
+    const heldMB = (process.memoryUsage().heapUsed - heapBefore) / 2 ** 20;
+    const result = { calls, limit, bodyBytes: body.length, rssGrowthMB: (peak - before) / 2 ** 20, heldMB, held: held(), refused, ms };
+    await s.close();
+    await Promise.all(answers);
+    for (const x of sessions) x.close();
+    return result;
+  } finally {
+    await s.close();
+  }
 }
 
 /**
