@@ -20,7 +20,8 @@ export function payloadFromProto(p: SubmitRequest["payload"]): Payload {
     case "json":
       return { json: toJson(ValueSchema, p.value) };
     case "binary":
-      return { binary: p.value };
+      // A view of the whole request's bytes: a small payload copied out does not keep a large message alive.
+      return { binary: p.value.byteLength * 2 < p.value.buffer.byteLength ? new Uint8Array(p.value) : p.value };
     default:
       return { json: null };
   }

@@ -124,8 +124,7 @@ export function dispatcherRoutes(
 
   async function* submitStreamOnce(req: SubmitRequest, ctx: HandlerContext, onResult?: (r: JobResult) => void) {
     const options = submitOptions(req, ctx);
-    const bytes = heldBytes(options.payload, req.metadata);
-    held.take(bytes);
+    const give = held.hold(heldBytes(options.payload, req.metadata), cancelSignalOf(ctx));
     try {
       const job = dispatcher.submitStream(options);
       // Each event is written before the next chunk is pulled from the backend (backpressure).
@@ -136,7 +135,7 @@ export function dispatcherRoutes(
     } catch (e) {
       throw callError(e, ctx);
     } finally {
-      held.give(bytes);
+      give();
     }
   }
 

@@ -8,6 +8,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createCors, type Cors } from "./cors.js";
 import type { DashboardHandler } from "./dashboard.js";
 import { ByteBudget } from "./edge/budget.js";
+import { READ_OPTIONS } from "./edge/routes.js";
 import { connectionKey } from "./edge/connection.js";
 import { clampDeadlineHeaders } from "./edge/deadline.js";
 import { createStreamHandler } from "./edge/stream-handler.js";
@@ -98,6 +99,7 @@ export async function listenHttp2(o: Http2ServerOptions): Promise<Http2Listener>
     routes: o.routes,
     interceptors: o.interceptors ?? [],
     readMaxBytes: o.readMaxBytes,
+    binaryOptions: READ_OPTIONS,
     contextValues,
   });
   const cors = createCors({ allowedOrigins: o.corsAllowedOrigins ?? [] });

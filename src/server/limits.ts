@@ -51,9 +51,9 @@ export interface Limits {
    * Memory the decoded requests of Submit and SubmitStream calls in progress
    * (queued or running) may hold, server-wide, estimated from their payloads
    * (src/server/payload-budget.ts); a call that would go over gets
-   * RESOURCE_EXHAUSTED before it is queued. Default 256 MiB: 7 of the
+   * RESOURCE_EXHAUSTED before it is queued. Default 256 MiB: 6 of the
    * costliest JSON requests the other limits let through (~34 MB decoded
-   * each), tens of thousands of ordinary ones. 0 = no limit.
+   * each, estimated 40 MB), tens of thousands of ordinary ones. 0 = no limit.
    */
   maxHeldRequestBytes: number;
   /** Most values in a JSON payload (google.protobuf.Value nodes); more get INVALID_ARGUMENT before decode. Default 100000. */

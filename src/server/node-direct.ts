@@ -6,7 +6,7 @@ import { givingBack, HeldBytes, type ByteBudget } from "./edge/budget.js";
 import { connectionKey } from "./edge/connection.js";
 import { joined } from "./edge/context.js";
 import { prescanned } from "./edge/prescan.js";
-import { buildRoutes, type EdgeRoute } from "./edge/routes.js";
+import { buildRoutes, READ_OPTIONS, type EdgeRoute } from "./edge/routes.js";
 import { decodeTextRequest, encodeTextResponse } from "./grpc-web-text.js";
 
 type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
@@ -35,7 +35,7 @@ export function createNodeDirect(o: NodeDirectOptions) {
   let routes: Map<string, EdgeRoute> | undefined;
 
   function serve(req: NodeRequest, res: NodeResponse, path: string, text: boolean): void {
-    routes ??= buildRoutes({ interceptors: o.interceptors, readMaxBytes: o.readMaxBytes, acceptCompression: [compressionGzip, compressionBrotli] }, o.routes);
+    routes ??= buildRoutes({ interceptors: o.interceptors, readMaxBytes: o.readMaxBytes, acceptCompression: [compressionGzip, compressionBrotli], binaryOptions: READ_OPTIONS }, o.routes);
     const route = routes.get(path);
     if (route === undefined) {
       res.writeHead(404);

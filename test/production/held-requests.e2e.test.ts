@@ -1,9 +1,10 @@
 import { create, fromBinary, fromJson, toBinary, toJson, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
+import * as net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { SubmitRequestSchema } from "../../gen/dispatcher/v1/dispatcher_pb.js";
-import { createDispatcher } from "../../src/core/index.js";
+import { createDispatcher, type Handler } from "../../src/core/index.js";
 import { scanSubmitJson } from "../../src/server/edge/json-scan.js";
 import { startServer, type DispatcherServer } from "../../src/server/index.js";
 import { heldBytes } from "../../src/server/payload-budget.js";
@@ -36,9 +37,19 @@ async function start(maxHeldRequestBytes: number) {
 }
 
 describe("the decoded requests of calls in progress, server-wide", () => {
-  // A bound, so it may err high (stricter) but not much low; lists of nulls, the cheapest values, come out ~1.2–2×.
-  it("estimates what a decoded JSON request holds within 0.75–2.5× of the heap it takes", () => {
-    for (const json of [objects(50_000), Array.from({ length: 100_000 }, () => null), Array.from({ length: 100_000 }, (_, i) => `s${i}`)]) {
+  // A bound, so it may err high (stricter) but not much low; nulls and empty objects, the cheapest values, come out ~2.1–2.4×.
+  it("estimates what a decoded JSON request holds within 0.75–3× of the heap it takes", () => {
+    const shapes: JsonValue[] = [
+      objects(50_000),
+      Array.from({ length: 100_000 }, () => null),
+      Array.from({ length: 100_000 }, (_, i) => `s${i}`),
+      Object.fromEntries(Array.from({ length: 99_999 }, (_, i) => [`k${i}`, null])),
+      Array.from({ length: 99_999 }, () => []),
+      Array.from({ length: 99_999 }, () => ({})),
+      Array.from({ length: 99_999 }, (_, i) => i + 0.5),
+      Array.from({ length: 100_000 }, (_, i) => `漢字テキストの長い文字列です${i}`),
+    ];
+    for (const json of shapes) {
       const wire = toBinary(ValueSchema, fromJson(ValueSchema, json));
       const held: unknown[] = [];
       gc();
@@ -54,11 +65,11 @@ describe("the decoded requests of calls in progress, server-wide", () => {
       console.log(`decoded JSON request: estimated ${estimate} bytes, measured ${Math.round(measured)} (${(estimate / measured).toFixed(2)}×)`);
       expect(held.length).toBe(6);
       expect(estimate / measured).toBeGreaterThan(0.75);
-      expect(estimate / measured).toBeLessThan(2.5);
-      // The scan of the wire bytes before decode estimates the same.
+      expect(estimate / measured).toBeLessThan(3);
+      // The scan of the wire bytes before decode estimates the same, strings by their UTF-8 bytes (up to 1.5× for CJK).
       const scanned = scanSubmitJson(toBinary(SubmitRequestSchema, create(SubmitRequestSchema, { backend: "b", payload: { case: "json", value: fromJson(ValueSchema, json) } })), 1e6, 100);
       expect(scanned / estimate).toBeGreaterThan(0.95);
-      expect(scanned / estimate).toBeLessThanOrEqual(1);
+      expect(scanned / estimate).toBeLessThan(1.6);
     }
   });
 
@@ -123,6 +134,60 @@ describe("the decoded requests of calls in progress, server-wide", () => {
       expect(await Promise.all(again)).toHaveLength(fit);
     });
   }
+
+  it("gives back a stream's bytes when its client stops reading and then goes away (HTTP/1.1)", async () => {
+    // A backend pouring 16 KiB chunks: the client's socket fills, connect's writer waits for a drain that never comes.
+    const pour: Handler = async function* (_request, ctx) {
+      while (!ctx.signal.aborted) yield { text: "x".repeat(16 * 1024) };
+    };
+    server = await startServer({ dispatcher: createDispatcher({ backends: [{ name: "pour", handler: pour, workers: 1, maxConcurrency: 8 }] }) });
+    const message = toBinary(SubmitRequestSchema, create(SubmitRequestSchema, { backend: "pour", payload: { case: "json", value: fromJson(ValueSchema, objects(100)) } }));
+    const body = envelope(message);
+    for (let i = 0; i < 3; i++) {
+      const socket = net.connect(server.port, "127.0.0.1");
+      socket.on("error", () => {});
+      socket.write(
+        `POST /dispatcher.v1.DispatcherService/SubmitStream HTTP/1.1\r\nHost: x\r\nContent-Type: application/connect+proto\r\n` +
+          `Connect-Protocol-Version: 1\r\nContent-Length: ${body.length}\r\n\r\n`,
+      );
+      socket.write(body);
+      socket.pause();
+      await expect.poll(() => server!.requestBytes().held).toBeGreaterThan(0);
+      await new Promise((r) => setTimeout(r, 300));
+      socket.destroy();
+      await expect.poll(() => server!.requestBytes().held).toBe(0);
+    }
+  });
+
+  it("keeps no unknown fields: 2 million of them in a queued request's payload hold nothing", async () => {
+    const { g, port } = await start(256 * 1024 * 1024);
+    const varint = (n: number) => {
+      const out: number[] = [];
+      for (; n > 127; n >>>= 7) out.push((n & 127) | 128);
+      return Buffer.from([...out, n]);
+    };
+    const field = (no: number, bytes: Buffer) => Buffer.concat([varint((no << 3) | 2), varint(bytes.length), bytes]);
+    // json = Value { null_value: 0, then field 15 = 0, two bytes each, 2 million times }.
+    const unknown = Buffer.alloc(4_000_000);
+    for (let i = 0; i < unknown.length; i += 2) unknown[i] = 15 << 3;
+    const message = Buffer.concat([field(1, Buffer.from("slow")), field(3, Buffer.concat([Buffer.from([0x08, 0x00]), unknown]))]);
+    const headers = { ":path": "/dispatcher.v1.DispatcherService/Submit", "content-type": "application/grpc", te: "trailers" };
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    const calls = [0, 1, 2].map(() => rawCall(port, headers, [envelope(message)]));
+    await expect.poll(() => g.calls.length, { timeout: 20_000 }).toBe(1);
+    await expect.poll(() => server!.requestBytes().held, { timeout: 20_000 }).toBeGreaterThan(0);
+    // One running, two queued, each kept whole (as protobuf-es keeps unknown fields, ~300 MB each): hundreds of MB.
+    await new Promise((r) => setTimeout(r, 500));
+    gc();
+    const grownMb = (process.memoryUsage().heapUsed - before) / 2 ** 20;
+    expect(grownMb).toBeLessThan(64);
+    while (g.running().length > 0 || g.calls.length < 3) {
+      for (const c of g.running()) c.resolve({ json: null });
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    for (const a of await Promise.all(calls)) expect(a.trailers["grpc-status"]).toBe("0");
+  });
 
   it("gives back the bytes of a call its client cancels, and of one the queue refuses", async () => {
     const payload = objects(700);

@@ -6,7 +6,7 @@ import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { encodeGrpcMessage } from "../grpc-message.js";
 import { FastContext, toObject } from "./context.js";
 import { fastHook, type FastCallInfo, type FastHook, type FastHookCall, type WithFastHook } from "./fast-hooks.js";
-import type { UnaryImpl } from "./routes.js";
+import { READ_OPTIONS, type UnaryImpl } from "./routes.js";
 
 /** connect's default: smaller responses are not worth compressing. */
 export const COMPRESS_MIN_BYTES = 1024;
@@ -138,7 +138,7 @@ export function decode(call: FastCall): unknown {
   try {
     call.precheck?.(call.bytes);
     try {
-      return fromBinary(call.method.input, call.bytes);
+      return fromBinary(call.method.input, call.bytes, READ_OPTIONS);
     } catch (e) {
       throw new ConnectError(`parse binary: ${e instanceof Error ? e.message : String(e)}`, Code.Internal);
     }

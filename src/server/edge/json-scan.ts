@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { OBJECT_BYTES, STRING_BYTES, VALUE_BYTES } from "../payload-budget.js";
+import { KEY_BYTES, LIST_BYTES, NUMBER_BYTES, OBJECT_BYTES, STRING_BYTES, VALUE_BYTES } from "../payload-budget.js";
 
 /**
  * Counts the google.protobuf.Value nodes of a binary SubmitRequest's `json`
@@ -63,8 +63,11 @@ class Scan {
     private readonly maxDepth: number,
   ) {}
 
-  /** Calls `onLen` for each length-delimited field in [start, end); stops quietly at anything malformed. */
-  fields(start: number, end: number, onLen: (field: number, start: number, end: number) => void): void {
+  /**
+   * Calls `onLen` for each length-delimited field in [start, end), `onFixed64` for each 64-bit one;
+   * stops quietly at anything malformed.
+   */
+  fields(start: number, end: number, onLen: (field: number, start: number, end: number) => void, onFixed64?: (field: number) => void): void {
     let p = start;
     while (p < end) {
       const tag = this.varint(p, end);
@@ -76,7 +79,10 @@ class Scan {
         const v = this.varint(p, end);
         if (v === undefined) return;
         p = v.next;
-      } else if (wire === 1) p += 8;
+      } else if (wire === 1) {
+        onFixed64?.(field);
+        p += 8;
+      }
       else if (wire === 5) p += 4;
       else if (wire === 2) {
         const len = this.varint(p, end);
@@ -92,6 +98,7 @@ class Scan {
     if (depth > this.maxDepth) throw tooDeep(this.maxDepth);
     this.held += VALUE_BYTES;
     this.fields(start, end, (field, s, e) => {
+      // UTF-8 takes at least as many bytes as V8 does for the same string.
       if (field === 3) this.held += STRING_BYTES + (e - s);
       else if (field === 5) {
         // Struct: map entries (field 1), each with its key in field 1 and its value in field 2.
@@ -99,15 +106,18 @@ class Scan {
         this.fields(s, e, (f, es, ee) => {
           if (f === 1) {
             this.fields(es, ee, (ef, vs, ve) => {
-              if (ef === 1) this.held += ve - vs;
+              if (ef === 1) this.held += KEY_BYTES + (ve - vs);
               else if (ef === 2) this.value(vs, ve, depth + 1);
             });
           }
         });
       } else if (field === 6) {
+        this.held += LIST_BYTES;
         // ListValue: values in field 1.
         this.fields(s, e, (f, vs, ve) => f === 1 && this.value(vs, ve, depth + 1));
       }
+    }, (field) => {
+      if (field === 2) this.held += NUMBER_BYTES;
     });
   }
 

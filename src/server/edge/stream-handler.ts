@@ -12,7 +12,7 @@ import { answerError, hooksOf, runFastCall, type FastCall } from "./fast-unary.j
 import { createJsonTextScan } from "./json-scan.js";
 import { prescanned } from "./prescan.js";
 import { decodeTextRequest, encodeTextResponse, isGrpcWebText } from "../grpc-web-text.js";
-import { buildRoutes, type EdgeRoute } from "./routes.js";
+import { buildRoutes, READ_OPTIONS, type EdgeRoute } from "./routes.js";
 import { universalRequest, writeUniversalResponse } from "./universal.js";
 import type { Watchdog, Watched } from "./watchdog.js";
 
@@ -67,7 +67,7 @@ function initialHeader(encoding: string | undefined): Record<string, string> {
  */
 export function createStreamHandler(o: EdgeOptions): { onStream: (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => void; readonly inflight: number } {
   const table = buildRoutes(
-    { interceptors: o.interceptors, readMaxBytes: o.readMaxBytes, acceptCompression: compressions },
+    { interceptors: o.interceptors, readMaxBytes: o.readMaxBytes, acceptCompression: compressions, binaryOptions: READ_OPTIONS },
     o.routes,
   );
   const fastPath = o.fastPath ?? true;
