@@ -5,7 +5,7 @@ import type { CancelSignal, Payload } from "../core/index.js";
  * What the decoded requests of calls in progress may hold, server-wide.
  * Each Submit and SubmitStream holds its request from decode to its answer:
  * queued behind a slow backend that is as long as the backend takes, and a
- * 4 MiB request of 100,000 small JSON objects is ~28 MB once decoded (the
+ * 1 MB request of 50,000 one-key JSON objects is ~34 MB once decoded (the
  * protobuf Value tree and its JSON). Without a bound, filling the queues of a
  * slow backend with such requests (a few hundred places is a usual config)
  * takes gigabytes. A call whose request would take the total over the limit
