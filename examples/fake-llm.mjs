@@ -61,6 +61,9 @@ export async function startFakeLlm({ port = 0, host = "127.0.0.1", ttftMs = 200,
       });
     });
   });
+  // Longer than a keep-alive client's own idle timeout, so the client closes an idle connection first:
+  // a server closing one as the client reuses it is a reset the client did not cause.
+  server.keepAliveTimeout = 65_000;
   await new Promise((resolve) => server.listen(port, host, resolve));
   const url = `http://${host}:${server.address().port}`;
   return {

@@ -11,36 +11,139 @@ export interface ServerSentEvent {
 }
 
 /**
- * The lines of a streamed answer, parsed as they arrive. A line longer than
+ * The lines of a streamed answer, split as they arrive. A line longer than
  * max_response_bytes fails the call (RESOURCE_EXHAUSTED), so one endless line
  * cannot grow without bound; a transport failure midway is classed as a
  * failure of the answer (never retried unless the backend is idempotent).
+ *
+ * A reader, not a chain of async generators: every line already in hand is
+ * taken synchronously, and the body is read only when none is. An LLM sends
+ * a token as two lines of one event; through nested generators each line cost
+ * several promise hops, and a token's own processing is what the next
+ * stream's first token waits behind.
  */
-export async function* lines(res: OpenResponse, ctx: HandlerContext, common: CommonOptions): AsyncGenerator<string> {
-  const decoder = new TextDecoder();
-  let carry = "";
-  try {
-    for (;;) {
-      const text = await nextText(res.body, decoder);
-      if (text === undefined) break;
-      carry += text;
-      let nl = carry.indexOf("\n");
-      while (nl >= 0) {
-        const line = carry.slice(0, nl);
-        carry = carry.slice(nl + 1);
-        yield line.endsWith("\r") ? line.slice(0, -1) : line;
-        nl = carry.indexOf("\n");
-      }
-      if (carry.length > common.maxResponseBytes) {
-        throw new DispatchError("resource_exhausted", `upstream ${ctx.workerId} sent a line longer than max_response_bytes (${common.maxResponseBytes})`);
-      }
+export class LineReader {
+  private readonly decoder = new TextDecoder();
+  /** Text read and not yet split; `at` is where its unsplit part starts. */
+  private text = "";
+  private at = 0;
+  private ended = false;
+
+  constructor(
+    private readonly res: OpenResponse,
+    private readonly ctx: HandlerContext,
+    private readonly common: CommonOptions,
+  ) {}
+
+  /** A whole line already read (without its "\n" or "\r\n"), or undefined when none is. */
+  take(): string | undefined {
+    const nl = this.text.indexOf("\n", this.at);
+    if (nl < 0) {
+      if (!this.ended || this.at >= this.text.length) return undefined;
+      // The answer ended without a final newline: its last line is what is left.
+      const last = this.text.slice(this.at);
+      this.at = this.text.length;
+      return last;
     }
-  } catch (e) {
-    res.body.destroy();
-    throw e instanceof DispatchError ? e : transportError(e, "answer", ctx, common);
+    const end = nl > this.at && this.text.charCodeAt(nl - 1) === 13 ? nl - 1 : nl;
+    const line = this.text.slice(this.at, end);
+    this.at = nl + 1;
+    return line;
   }
-  carry += decoder.decode();
-  if (carry !== "") yield carry;
+
+  /** Whether the answer ended and every line of it was taken. */
+  get done(): boolean {
+    return this.ended && this.at >= this.text.length;
+  }
+
+  /** The next line, or undefined at the end of the answer. */
+  async next(): Promise<string | undefined> {
+    for (;;) {
+      const line = this.take();
+      if (line !== undefined) return line;
+      if (this.ended) return undefined;
+      await this.fill();
+    }
+  }
+
+  /** Reads more of the body into the text (or marks its end); called when take() gives nothing. */
+  async fill(): Promise<void> {
+    const { res, ctx, common } = this;
+    let more: string | undefined;
+    try {
+      more = await nextText(res.body, this.decoder);
+    } catch (e) {
+      res.body.destroy();
+      throw transportError(e, "answer", ctx, common);
+    }
+    // Drop what was split off, so the text held is only the unfinished line and what came after it.
+    const rest = this.at === 0 ? this.text : this.text.slice(this.at);
+    this.at = 0;
+    if (more === undefined) {
+      this.ended = true;
+      this.text = rest + this.decoder.decode();
+      return;
+    }
+    this.text = rest + more;
+    // `rest` holds no newline (every whole line was taken before this read), so the unfinished line is all of
+    // the text when `more` holds none, else what follows its last newline.
+    const nl = more.lastIndexOf("\n");
+    const unfinished = nl < 0 ? this.text.length : more.length - nl - 1;
+    if (unfinished > common.maxResponseBytes) {
+      res.body.destroy();
+      throw new DispatchError("resource_exhausted", `upstream ${ctx.workerId} sent a line longer than max_response_bytes (${common.maxResponseBytes})`);
+    }
+  }
+}
+
+/**
+ * Server-sent events of a text/event-stream answer; comments and retry/id
+ * fields are skipped. `next()` parses the lines in hand synchronously and
+ * reads the body only when they hold no whole event.
+ */
+export class EventReader {
+  private readonly lines: LineReader;
+  private event: string | undefined = undefined;
+  private data: string[] = [];
+
+  constructor(res: OpenResponse, ctx: HandlerContext, common: CommonOptions) {
+    this.lines = new LineReader(res, ctx, common);
+  }
+
+  /** The next event, or undefined at the end of the answer. */
+  async next(): Promise<ServerSentEvent | undefined> {
+    for (;;) {
+      for (let line = this.lines.take(); line !== undefined; line = this.lines.take()) {
+        const e = this.add(line);
+        if (e !== undefined) return e;
+      }
+      // The answer ended: an event not closed by a blank line still counts.
+      if (this.lines.done) return this.data.length === 0 ? undefined : this.add("");
+      await this.lines.fill();
+    }
+  }
+
+  /** Adds one line; returns the event a blank line completes. */
+  private add(line: string): ServerSentEvent | undefined {
+    if (line === "") {
+      if (this.data.length === 0) {
+        this.event = undefined;
+        return undefined;
+      }
+      const e = { event: this.event, data: this.data.length === 1 ? this.data[0]! : this.data.join("\n") };
+      this.event = undefined;
+      this.data = [];
+      return e;
+    }
+    if (line.charCodeAt(0) === 58 /* ":" */) return undefined;
+    const colon = line.indexOf(":");
+    const field = colon < 0 ? line : line.slice(0, colon);
+    let value = colon < 0 ? "" : line.slice(colon + 1);
+    if (value.charCodeAt(0) === 32 /* " " */) value = value.slice(1);
+    if (field === "data") this.data.push(value);
+    else if (field === "event") this.event = value;
+    return undefined;
+  }
 }
 
 /** Bytes of the body decoded per step: a stalled stream keeps at most this much of its text in hand. */
@@ -77,28 +180,6 @@ async function nextText(body: Readable, decoder: InstanceType<typeof TextDecoder
       body.once("error", failed);
     });
   }
-}
-
-/** Server-sent events of a text/event-stream answer; comments and retry/id fields are skipped. */
-export async function* serverSentEvents(res: OpenResponse, ctx: HandlerContext, common: CommonOptions): AsyncGenerator<ServerSentEvent> {
-  let event: string | undefined;
-  let data: string[] = [];
-  for await (const line of lines(res, ctx, common)) {
-    if (line === "") {
-      if (data.length > 0) yield { event, data: data.join("\n") };
-      event = undefined;
-      data = [];
-      continue;
-    }
-    if (line.startsWith(":")) continue;
-    const colon = line.indexOf(":");
-    const field = colon < 0 ? line : line.slice(0, colon);
-    let value = colon < 0 ? "" : line.slice(colon + 1);
-    if (value.startsWith(" ")) value = value.slice(1);
-    if (field === "data") data.push(value);
-    else if (field === "event") event = value;
-  }
-  if (data.length > 0) yield { event, data: data.join("\n") };
 }
 
 /** Whether a content type is a stream the http backend passes through as chunks. */

@@ -1,5 +1,5 @@
 import { DispatchError, type Chunk, type ChunkStream, type HandlerContext, type HandlerResult } from "../core/index.js";
-import { serverSentEvents } from "./event-stream.js";
+import { EventReader } from "./event-stream.js";
 import type { BackendInstance, KindContext } from "./kind.js";
 import { checkKeys, COMMON_KEYS, createUpstreams, mapping, open, parseCommonOptions, send, type CommonOptions, type Target } from "./upstream.js";
 
@@ -76,8 +76,9 @@ export function genaiBackend(o: Record<string, unknown>, at: string, kind: KindC
  */
 async function* chatStream(t: Target, ctx: HandlerContext, common: CommonOptions, body: string): AsyncGenerator<Chunk, Record<string, string>> {
   const res = await open(t, ctx, common, "POST", body, "application/json");
+  const events = new EventReader(res, ctx, common);
   let final: Record<string, string> = {};
-  for await (const e of serverSentEvents(res, ctx, common)) {
+  for (let e = await events.next(); e !== undefined; e = await events.next()) {
     if (e.data === "[DONE]") break;
     let event: unknown;
     try {
@@ -85,11 +86,14 @@ async function* chatStream(t: Target, ctx: HandlerContext, common: CommonOptions
     } catch {
       throw new DispatchError("unavailable", `upstream ${ctx.workerId} sent a stream event that is not JSON`);
     }
-    const usage = usageOf(event);
-    if (Object.keys(usage).length > (usage["model"] === undefined ? 0 : 1)) final = { ...final, ...usage };
-    else if (usage["model"] !== undefined) final["model"] = usage["model"];
-    const choice = (event as { choices?: { delta?: Record<string, unknown>; finish_reason?: unknown }[] }).choices?.[0];
-    if (choice === undefined) continue;
+    // Not an object: no chunk in it (and nothing to read fields of).
+    if (typeof event !== "object" || event === null) continue;
+    const ev = event as { model?: unknown; usage?: unknown; choices?: { delta?: Record<string, unknown>; finish_reason?: unknown }[] };
+    // Usage comes once, in the last event; every event names the model.
+    if (typeof ev.usage === "object" && ev.usage !== null) final = { ...final, ...usageOf(ev) };
+    else if (typeof ev.model === "string") final["model"] = ev.model;
+    const choice = Array.isArray(ev.choices) ? ev.choices[0] : undefined;
+    if (typeof choice !== "object" || choice === null) continue;
     const delta = choice.delta ?? {};
     const chunk: Chunk = {};
     if (typeof delta["content"] === "string" && delta["content"] !== "") chunk.text = delta["content"];

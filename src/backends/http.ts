@@ -1,5 +1,5 @@
 import { DispatchError, type Chunk, type ChunkStream, type HandlerContext, type HandlerResult } from "../core/index.js";
-import { lines, serverSentEvents, streamKind } from "./event-stream.js";
+import { EventReader, LineReader, streamKind } from "./event-stream.js";
 import type { BackendInstance, KindContext } from "./kind.js";
 import { checkKeys, COMMON_KEYS, createUpstreams, open, parseCommonOptions, readAll, type CommonOptions, type OpenResponse } from "./upstream.js";
 
@@ -58,10 +58,14 @@ export function httpBackend(o: Record<string, unknown>, at: string, kind: KindCo
 async function* passThrough(res: OpenResponse, kind: "sse" | "ndjson", ctx: HandlerContext, common: CommonOptions): AsyncGenerator<Chunk, Record<string, string>> {
   const metadata = { http_status: String(res.status) };
   if (kind === "sse") {
-    for await (const e of serverSentEvents(res, ctx, common)) yield e.event === undefined ? { text: e.data } : { text: e.data, metadata: { event: e.event } };
+    const events = new EventReader(res, ctx, common);
+    for (let e = await events.next(); e !== undefined; e = await events.next()) {
+      yield e.event === undefined ? { text: e.data } : { text: e.data, metadata: { event: e.event } };
+    }
     return metadata;
   }
-  for await (const line of lines(res, ctx, common)) {
+  const lines = new LineReader(res, ctx, common);
+  for (let line = await lines.next(); line !== undefined; line = await lines.next()) {
     if (line.trim() === "") continue;
     let json: unknown;
     try {
