@@ -17,7 +17,11 @@ const SUBMIT_STREAM = "/dispatcher.v1.DispatcherService/SubmitStream";
  * fake OpenAI-compatible upstream (examples/fake-llm.mjs) directly, with 100
  * streams open at once (closed loop: each of 100 callers starts its next
  * stream when the last one ended), in alternating rounds, with the
- * dispatcher's own CPU per stream; and chunks per second through the
+ * dispatcher's own CPU per stream; beside them, through a bare relay
+ * (bench/targets/sse-relay.ts: undici to the upstream, each read written as
+ * one Chunk, nothing parsed), the floor for any Node process between client
+ * and upstream on this machine, so that the added time splits into what a
+ * relay costs at all and what the dispatcher adds to it; and chunks per second through the
  * dispatcher (echo streaming a payload in 1,024 chunks). Scenarios: callers
  * whose starts are spread over a stream's length (independent clients: 100
  * open at any moment, starting at different instants), at an LLM's pace (the
@@ -41,6 +45,8 @@ interface PaceResult {
   ttftMs: number;
   tokenMs: number;
   direct: number[];
+  /** Through the bare relay (bench/targets/sse-relay.ts): the floor for any Node process in between. */
+  relay: number[];
   dispatcher: number[];
   /** The dispatcher's own CPU (user + system) per stream through it, in ms. */
   cpuPerStreamMs: number;
@@ -59,16 +65,28 @@ export async function streamSuite(ctx: BenchContext): Promise<Record<string, unk
       targets.push(fake);
       const dispatcher = await startTarget("dispatcher", "dispatcher", ["--genai", `http://127.0.0.1:${fake.port}`]);
       targets.push(dispatcher);
-      const session = http2.connect(`http://127.0.0.1:${dispatcher.port}`);
+      const words = Array.from({ length: TOKENS }, (_, i) => `t${i}`).join(" ");
+      const chat = { model: "m", stream: true, messages: [{ role: "user", content: words }] };
+      const body = JSON.stringify(chat);
+      // The relay sends what the genai backend sends upstream: the request with usage asked for.
+      const relay = await startTarget("sse-relay", "sse-relay", [`http://127.0.0.1:${fake.port}`, JSON.stringify({ ...chat, stream_options: { include_usage: true } })]);
+      targets.push(relay);
+      let session = http2.connect(`http://127.0.0.1:${dispatcher.port}`);
+      let relaySession = http2.connect(`http://127.0.0.1:${relay.port}`);
       const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
       try {
-        const words = Array.from({ length: TOKENS }, (_, i) => `t${i}`).join(" ");
-        const chat = { model: "m", stream: true, messages: [{ role: "user", content: words }] };
-        const body = JSON.stringify(chat);
         const request = submitStreamRequest({ backend: "chat", payload: { case: "json", value: fromJson(ValueSchema, chat as JsonValue) } });
         const direct = () => firstSseContent(agent, fake.port, body);
-        const through = () => firstGrpcChunk(session, request);
-        const r: PaceResult = { name: pace.name, ttftMs: pace.ttftMs, tokenMs: pace.tokenMs, direct: [], dispatcher: [], cpuPerStreamMs: 0, streamsPerSecond: 0 };
+        // A session idle through the other paths' rounds may have been closed by the server's idle timeout.
+        const through = () => {
+          if (session.closed || session.destroyed) session = http2.connect(`http://127.0.0.1:${dispatcher.port}`);
+          return firstGrpcChunk(session, request);
+        };
+        const relayed = () => {
+          if (relaySession.closed || relaySession.destroyed) relaySession = http2.connect(`http://127.0.0.1:${relay.port}`);
+          return firstGrpcChunk(relaySession, request);
+        };
+        const r: PaceResult = { name: pace.name, ttftMs: pace.ttftMs, tokenMs: pace.tokenMs, direct: [], relay: [], dispatcher: [], cpuPerStreamMs: 0, streamsPerSecond: 0 };
         // Spread: callers start one stream's length apart in all, so 100 streams are open at any
         // moment with their starts (and their tokens) at different instants, as independent clients' are.
         const streamMs = pace.ttftMs + pace.tokenMs * TOKENS;
@@ -88,14 +106,20 @@ export async function streamSuite(ctx: BenchContext): Promise<Record<string, unk
         };
         // One unmeasured round each: connections, JIT.
         await loop(direct, []);
+        await loop(relayed, []);
         await loop(through, []);
         let cpu = 0;
         let wall = 0;
         let streams = 0;
         for (let round = 0; round < rounds; round++) {
-          for (const which of round % 2 === 0 ? (["direct", "dispatcher"] as const) : (["dispatcher", "direct"] as const)) {
+          const order = ["direct", "relay", "dispatcher"] as const;
+          for (const which of round % 2 === 0 ? order : [...order].reverse()) {
             if (which === "direct") {
               await loop(direct, r.direct);
+              continue;
+            }
+            if (which === "relay") {
+              await loop(relayed, r.relay);
               continue;
             }
             const before = await dispatcher.cpuMs();
@@ -111,10 +135,11 @@ export async function streamSuite(ctx: BenchContext): Promise<Record<string, unk
         r.cpuPerStreamMs = cpu / streams;
         r.streamsPerSecond = streams / (wall / 1000);
         results.push(r);
-        if (pace.target) chunksPerSecond = await echoChunksPerSecond(session, ctx.mode === "smoke" ? 4 : 32);
+        if (pace.target) chunksPerSecond = await echoChunksPerSecond(session.closed || session.destroyed ? (session = http2.connect(`http://127.0.0.1:${dispatcher.port}`)) : session, ctx.mode === "smoke" ? 4 : 32);
       } finally {
         agent.destroy();
         session.close();
+        relaySession.close();
       }
     } finally {
       await Promise.all(targets.map((t) => t.stop()));
@@ -130,12 +155,23 @@ export async function streamSuite(ctx: BenchContext): Promise<Record<string, unk
   const rows: string[][] = [];
   for (const r of results) {
     const pace = `${r.name}: first token ${r.ttftMs} ms, then ${r.tokenMs} ms apart`;
-    rows.push([`${pace}: time to first chunk p50 ms`, fmt(p(r.direct, 0.5), 2), fmt(p(r.dispatcher, 0.5), 2), fmt(p(r.dispatcher, 0.5) - p(r.direct, 0.5), 2), ""]);
-    rows.push([`${pace}: time to first chunk p99 ms`, fmt(p(r.direct, 0.99), 2), fmt(p(r.dispatcher, 0.99), 2), fmt(p(r.dispatcher, 0.99) - p(r.direct, 0.99), 2), PACES.find((x) => x.name === r.name)!.target ? "≤ 1 ms added" : ""]);
-    rows.push([`${pace}: dispatcher CPU per stream ms (${fmt(r.streamsPerSecond)} streams/s)`, "", fmt(r.cpuPerStreamMs, 3), "", ""]);
+    for (const [q, label] of [
+      [0.5, "p50"],
+      [0.99, "p99"],
+    ] as const) {
+      const [d, f, x] = [p(r.direct, q), p(r.relay, q), p(r.dispatcher, q)];
+      const target = q === 0.99 && PACES.find((y) => y.name === r.name)!.target ? "≤ 1 ms added" : "";
+      rows.push([`${pace}: time to first chunk ${label} ms`, fmt(d, 2), fmt(f, 2), fmt(x, 2), fmt(x - d, 2), fmt(f - d, 2), fmt(x - f, 2), target]);
+    }
+    rows.push([`${pace}: dispatcher CPU per stream ms (${fmt(r.streamsPerSecond)} streams/s)`, "", "", fmt(r.cpuPerStreamMs, 3), "", "", "", ""]);
   }
-  rows.push(["chunks/s through the dispatcher (echo, 32 streams, 1,024 chunks each)", "", fmt(chunksPerSecond), "", ""]);
-  ctx.log(table(["figure", "direct to the upstream", "through the dispatcher", "added", "target"], rows));
+  rows.push(["chunks/s through the dispatcher (echo, 32 streams, 1,024 chunks each)", "", "", fmt(chunksPerSecond), "", "", "", ""]);
+  ctx.log(
+    table(
+      ["figure", "direct to the upstream", "bare relay", "through the dispatcher", "added", "of which any relay", "of which the dispatcher", "target"],
+      rows,
+    ),
+  );
   const data = {
     concurrency: CONCURRENCY,
     tokens: TOKENS,
@@ -145,6 +181,8 @@ export async function streamSuite(ctx: BenchContext): Promise<Record<string, unk
       ...r,
       addedP50Ms: p(r.dispatcher, 0.5) - p(r.direct, 0.5),
       addedP99Ms: p(r.dispatcher, 0.99) - p(r.direct, 0.99),
+      relayAddedP50Ms: p(r.relay, 0.5) - p(r.direct, 0.5),
+      relayAddedP99Ms: p(r.relay, 0.99) - p(r.direct, 0.99),
     })),
     chunksPerSecond,
   };
