@@ -21,6 +21,10 @@ export interface ServerSentEvent {
  * a token as two lines of one event; through nested generators each line cost
  * several promise hops, and a token's own processing is what the next
  * stream's first token waits behind.
+ *
+ * Lines end at "\n" or "\r\n"; with `crEnds` (server-sent events, whose
+ * format allows it) a lone "\r" ends one too. NDJSON keeps "\r" inside a
+ * line: JSON may have it as whitespace between tokens.
  */
 export class LineReader {
   private readonly decoder = new TextDecoder();
@@ -33,11 +37,22 @@ export class LineReader {
     private readonly res: OpenResponse,
     private readonly ctx: HandlerContext,
     private readonly common: CommonOptions,
+    private readonly crEnds = false,
   ) {}
 
-  /** A whole line already read (without its "\n" or "\r\n"), or undefined when none is. */
+  /** A whole line already read (without its line ending), or undefined when none is. */
   take(): string | undefined {
     const nl = this.text.indexOf("\n", this.at);
+    if (this.crEnds) {
+      const cr = this.text.indexOf("\r", this.at);
+      if (cr >= 0 && (nl < 0 || cr < nl)) {
+        // A "\r" at the end of what was read may be the first half of a "\r\n": the next read says.
+        if (cr + 1 === this.text.length && !this.ended) return undefined;
+        const line = this.text.slice(this.at, cr);
+        this.at = cr + 1 === nl ? nl + 1 : cr + 1;
+        return line;
+      }
+    }
     if (nl < 0) {
       if (!this.ended || this.at >= this.text.length) return undefined;
       // The answer ended without a final newline: its last line is what is left.
@@ -85,9 +100,9 @@ export class LineReader {
       return;
     }
     this.text = rest + more;
-    // `rest` holds no newline (every whole line was taken before this read), so the unfinished line is all of
-    // the text when `more` holds none, else what follows its last newline.
-    const nl = more.lastIndexOf("\n");
+    // `rest` holds no line ending (every whole line was taken before this read; at most a "\r" waiting for its
+    // "\n"), so the unfinished line is all of the text when `more` holds none, else what follows its last one.
+    const nl = Math.max(more.lastIndexOf("\n"), this.crEnds ? more.lastIndexOf("\r") : -1);
     const unfinished = nl < 0 ? this.text.length : more.length - nl - 1;
     if (unfinished > common.maxResponseBytes) {
       res.body.destroy();
@@ -107,7 +122,7 @@ export class EventReader {
   private data: string[] = [];
 
   constructor(res: OpenResponse, ctx: HandlerContext, common: CommonOptions) {
-    this.lines = new LineReader(res, ctx, common);
+    this.lines = new LineReader(res, ctx, common, true);
   }
 
   /** The next event, or undefined at the end of the answer. */
