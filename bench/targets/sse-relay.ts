@@ -7,12 +7,13 @@
 //   node sse-relay.js <upstream URL> <chat request JSON>
 import * as http2 from "node:http2";
 import { Pool } from "undici";
+import { varintSize, writeVarint } from "../../src/server/text-chunk.js";
 import { reportReady } from "./ipc.js";
 
 const [upstream, chat] = process.argv.slice(2) as [string, string];
 const pool = new Pool(upstream, { keepAliveTimeout: 30_000 });
 
-/** SubmitStreamResponse { chunk (2) { text (3) } } around `bytes`, in a gRPC envelope; lengths below 2^14. */
+/** SubmitStreamResponse { chunk (2) { text (3) } } around `bytes`, in a gRPC envelope. */
 function chunkMessage(bytes: Buffer): Buffer {
   const n = bytes.length;
   const inner = 1 + varintSize(n) + n;
@@ -26,19 +27,6 @@ function chunkMessage(bytes: Buffer): Buffer {
   head[at++] = 0x1a;
   writeVarint(head, at, n);
   return Buffer.concat([head, bytes]);
-}
-
-function varintSize(n: number): number {
-  return n < 0x80 ? 1 : n < 0x4000 ? 2 : 3;
-}
-
-function writeVarint(out: Buffer, at: number, n: number): number {
-  while (n >= 0x80) {
-    out[at++] = (n & 0x7f) | 0x80;
-    n >>>= 7;
-  }
-  out[at++] = n;
-  return at;
 }
 
 const server = http2.createServer();

@@ -32,7 +32,7 @@ function hasUnknown(m: object): boolean {
   return u !== undefined && u.length > 0;
 }
 
-function varintSize(n: number): number {
+export function varintSize(n: number): number {
   let size = 1;
   while (n >= 0x80) {
     n >>>= 7;
@@ -41,7 +41,7 @@ function varintSize(n: number): number {
   return size;
 }
 
-function writeVarint(out: Buffer, at: number, n: number): number {
+export function writeVarint(out: Buffer, at: number, n: number): number {
   while (n >= 0x80) {
     out[at++] = (n & 0x7f) | 0x80;
     n >>>= 7;
