@@ -2,7 +2,7 @@ import type { Readable } from "node:stream";
 import { DispatchError, type HandlerContext } from "../core/index.js";
 import { transportError } from "./upstream-errors.js";
 import type { CommonOptions } from "./upstream-options.js";
-import type { OpenResponse } from "./upstream.js";
+import { discard, type OpenResponse } from "./upstream.js";
 
 /** One server-sent event (the WHATWG event-stream format): its name and its data lines joined. */
 export interface ServerSentEvent {
@@ -88,7 +88,7 @@ export class LineReader {
     try {
       more = await nextText(res.body, this.decoder);
     } catch (e) {
-      res.body.destroy();
+      discard(res.body);
       throw transportError(e, "answer", ctx, common);
     }
     // Drop what was split off, so the text held is only the unfinished line and what came after it.
@@ -105,8 +105,10 @@ export class LineReader {
     const nl = Math.max(more.lastIndexOf("\n"), this.crEnds ? more.lastIndexOf("\r") : -1);
     const unfinished = nl < 0 ? this.text.length : more.length - nl - 1;
     if (unfinished > common.maxResponseBytes) {
-      res.body.destroy();
-      throw new DispatchError("resource_exhausted", `upstream ${ctx.workerId} sent a line longer than max_response_bytes (${common.maxResponseBytes})`);
+      discard(res.body);
+      throw new DispatchError("resource_exhausted", `upstream ${ctx.workerId} sent a line longer than max_response_bytes (${common.maxResponseBytes})`, {
+        localLimit: true,
+      });
     }
   }
 }
@@ -120,8 +122,14 @@ export class EventReader {
   private readonly lines: LineReader;
   private event: string | undefined = undefined;
   private data: string[] = [];
+  /** Characters of `data` so far: an event of many short lines is bounded as one long line is. */
+  private size = 0;
 
-  constructor(res: OpenResponse, ctx: HandlerContext, common: CommonOptions) {
+  constructor(
+    private readonly res: OpenResponse,
+    private readonly ctx: HandlerContext,
+    private readonly common: CommonOptions,
+  ) {
     this.lines = new LineReader(res, ctx, common, true);
   }
 
@@ -148,6 +156,7 @@ export class EventReader {
       const e = { event: this.event, data: this.data.length === 1 ? this.data[0]! : this.data.join("\n") };
       this.event = undefined;
       this.data = [];
+      this.size = 0;
       return e;
     }
     if (line.charCodeAt(0) === 58 /* ":" */) return undefined;
@@ -155,8 +164,15 @@ export class EventReader {
     const field = colon < 0 ? line : line.slice(0, colon);
     let value = colon < 0 ? "" : line.slice(colon + 1);
     if (value.charCodeAt(0) === 32 /* " " */) value = value.slice(1);
-    if (field === "data") this.data.push(value);
-    else if (field === "event") this.event = value;
+    if (field === "data") {
+      this.size += value.length + 1;
+      if (this.size > this.common.maxResponseBytes) {
+        discard(this.res.body);
+        const max = this.common.maxResponseBytes;
+        throw new DispatchError("resource_exhausted", `upstream ${this.ctx.workerId} sent an event larger than max_response_bytes (${max})`, { localLimit: true });
+      }
+      this.data.push(value);
+    } else if (field === "event") this.event = value;
     return undefined;
   }
 }
@@ -195,6 +211,33 @@ async function nextText(body: Readable, decoder: InstanceType<typeof TextDecoder
       body.once("error", failed);
     });
   }
+}
+
+/**
+ * Refuses a streamed answer that cannot be read as one: not the expected
+ * kind (a 200 text/html page where events were asked for), or compressed
+ * (nothing asked for it: the service sends no Accept-Encoding). Its body is
+ * not read. UNAVAILABLE; retryable only where the backend is idempotent, as
+ * the upstream may have run the request.
+ */
+export function checkStreamed(res: OpenResponse, ctx: HandlerContext, common: CommonOptions, want: "sse" | "ndjson"): void {
+  const encoding = res.contentEncoding.trim().toLowerCase();
+  let what: string | undefined;
+  if (encoding !== "" && encoding !== "identity") what = `with content-encoding ${quoted(encoding)}, which the service did not ask for`;
+  else if (streamKind(res.contentType) !== want) {
+    what = `with content type ${quoted(res.contentType.split(";")[0]!.trim())}, not ${want === "sse" ? "an event stream (text/event-stream)" : "NDJSON"}`;
+  }
+  if (what === undefined) return;
+  discard(res.body);
+  const message = `upstream ${ctx.workerId} answered a streamed request ${what}`;
+  common.log.warn({ worker: ctx.workerId, endpoint: ctx.endpoint, attempt: ctx.attempt }, message);
+  throw new DispatchError("unavailable", message, { retryable: common.idempotent });
+}
+
+/** An upstream's header value in a message: at most 64 printable characters. */
+function quoted(v: string): string {
+  const s = v.replace(/[^\x20-\x7e]/g, "?");
+  return JSON.stringify(s.length > 64 ? `${s.slice(0, 64)}…` : s);
 }
 
 /** Whether a content type is a stream the http backend passes through as chunks. */

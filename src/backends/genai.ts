@@ -1,7 +1,7 @@
 import { DispatchError, type Chunk, type ChunkStream, type HandlerContext, type HandlerResult } from "../core/index.js";
-import { EventReader } from "./event-stream.js";
+import { checkStreamed, EventReader } from "./event-stream.js";
 import type { BackendInstance, KindContext } from "./kind.js";
-import { checkKeys, COMMON_KEYS, createUpstreams, mapping, open, parseCommonOptions, send, type CommonOptions, type Target } from "./upstream.js";
+import { checkKeys, COMMON_KEYS, createUpstreams, discard, mapping, open, parseCommonOptions, send, type CommonOptions, type Target } from "./upstream.js";
 
 /**
  * kind "genai": an OpenAI-compatible chat completion, `POST
@@ -73,39 +73,73 @@ export function genaiBackend(o: Record<string, unknown>, at: string, kind: KindC
  * dispatcher's first-chunk timeout covers the whole wait for the first token
  * (connection, headers and first event), and an error status before it is a
  * failure of the attempt that may fail over.
+ *
+ * A stream succeeds only when it says it finished: `[DONE]` or a
+ * finish_reason. An error event (`data: {"error": …}`, as OpenAI and vLLM send
+ * mid-stream) or an answer that ends without either is UNAVAILABLE: a cut-off
+ * completion must not read as a whole one. However the generator ends (done,
+ * failed, or closed early by the dispatcher), the upstream's answer is closed:
+ * an upstream that sends `[DONE]` and keeps the response open is not left
+ * holding a connection.
  */
 async function* chatStream(t: Target, ctx: HandlerContext, common: CommonOptions, body: string): AsyncGenerator<Chunk, Record<string, string>> {
   const res = await open(t, ctx, common, "POST", body, "application/json");
-  const events = new EventReader(res, ctx, common);
-  let final: Record<string, string> = {};
-  for (let e = await events.next(); e !== undefined; e = await events.next()) {
-    if (e.data === "[DONE]") break;
-    let event: unknown;
-    try {
-      event = JSON.parse(e.data);
-    } catch {
-      throw new DispatchError("unavailable", `upstream ${ctx.workerId} sent a stream event that is not JSON`);
+  try {
+    checkStreamed(res, ctx, common, "sse");
+    const events = new EventReader(res, ctx, common);
+    let final: Record<string, string> = {};
+    let finished = false;
+    for (let e = await events.next(); e !== undefined; e = await events.next()) {
+      if (e.data === "[DONE]") {
+        finished = true;
+        break;
+      }
+      let event: unknown;
+      try {
+        event = JSON.parse(e.data);
+      } catch {
+        throw new DispatchError("unavailable", `upstream ${ctx.workerId} sent a stream event that is not JSON`);
+      }
+      // Not an object: no chunk in it (and nothing to read fields of).
+      if (typeof event !== "object" || event === null) continue;
+      const ev = event as { model?: unknown; usage?: unknown; error?: unknown; choices?: { delta?: Record<string, unknown>; finish_reason?: unknown }[] };
+      if (ev.error !== undefined && ev.error !== null) throw streamError(ev.error, ctx, common);
+      // Usage comes once, in the last event; every event names the model.
+      if (typeof ev.usage === "object" && ev.usage !== null) final = { ...final, ...usageOf(ev) };
+      else if (typeof ev.model === "string") final["model"] = ev.model;
+      const choice = Array.isArray(ev.choices) ? ev.choices[0] : undefined;
+      if (typeof choice !== "object" || choice === null) continue;
+      const delta = choice.delta ?? {};
+      const chunk: Chunk = {};
+      if (typeof delta["content"] === "string" && delta["content"] !== "") chunk.text = delta["content"];
+      if (delta["tool_calls"] !== undefined) chunk.json = { tool_calls: delta["tool_calls"] };
+      if (typeof choice.finish_reason === "string") {
+        chunk.metadata = { finish_reason: choice.finish_reason };
+        final["finish_reason"] = choice.finish_reason;
+        finished = true;
+      }
+      // A delta with only a role, or nothing, is not a chunk: the first chunk is the first content.
+      if (chunk.text !== undefined || chunk.json !== undefined || chunk.metadata !== undefined) yield chunk;
     }
-    // Not an object: no chunk in it (and nothing to read fields of).
-    if (typeof event !== "object" || event === null) continue;
-    const ev = event as { model?: unknown; usage?: unknown; choices?: { delta?: Record<string, unknown>; finish_reason?: unknown }[] };
-    // Usage comes once, in the last event; every event names the model.
-    if (typeof ev.usage === "object" && ev.usage !== null) final = { ...final, ...usageOf(ev) };
-    else if (typeof ev.model === "string") final["model"] = ev.model;
-    const choice = Array.isArray(ev.choices) ? ev.choices[0] : undefined;
-    if (typeof choice !== "object" || choice === null) continue;
-    const delta = choice.delta ?? {};
-    const chunk: Chunk = {};
-    if (typeof delta["content"] === "string" && delta["content"] !== "") chunk.text = delta["content"];
-    if (delta["tool_calls"] !== undefined) chunk.json = { tool_calls: delta["tool_calls"] };
-    if (typeof choice.finish_reason === "string") {
-      chunk.metadata = { finish_reason: choice.finish_reason };
-      final["finish_reason"] = choice.finish_reason;
+    if (!finished) {
+      const message = `upstream ${ctx.workerId} ended its stream before it finished (no finish_reason, no [DONE])`;
+      common.log.warn({ worker: ctx.workerId, endpoint: ctx.endpoint, attempt: ctx.attempt }, message);
+      throw new DispatchError("unavailable", message, { retryable: common.idempotent });
     }
-    // A delta with only a role, or nothing, is not a chunk: the first chunk is the first content.
-    if (chunk.text !== undefined || chunk.json !== undefined || chunk.metadata !== undefined) yield chunk;
+    return final;
+  } finally {
+    discard(res.body);
   }
-  return final;
+}
+
+/** An error event in a stream: logged whole; quoted to the client (its message, truncated) only where the backend exposes upstream errors. */
+function streamError(error: unknown, ctx: HandlerContext, common: CommonOptions): DispatchError {
+  const raw = typeof error === "string" ? error : (error as { message?: unknown }).message;
+  let text = typeof raw === "string" ? raw.replace(/\s+/g, " ").trim() : "";
+  if (text.length > 512) text = `${text.slice(0, 512)}…`;
+  const line = `upstream ${ctx.workerId} sent an error in its stream`;
+  common.log.warn({ worker: ctx.workerId, endpoint: ctx.endpoint, attempt: ctx.attempt, error }, line);
+  return new DispatchError("unavailable", common.exposeUpstreamErrors && text !== "" ? `${line}: ${text}` : line, { retryable: common.idempotent });
 }
 
 /** Token usage and model of an OpenAI-style answer, as response metadata; cached_tokens shows what affinity saves. */

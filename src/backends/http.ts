@@ -1,7 +1,7 @@
 import { DispatchError, type Chunk, type ChunkStream, type HandlerContext, type HandlerResult } from "../core/index.js";
-import { EventReader, LineReader, streamKind } from "./event-stream.js";
+import { checkStreamed, EventReader, LineReader, streamKind } from "./event-stream.js";
 import type { BackendInstance, KindContext } from "./kind.js";
-import { checkKeys, COMMON_KEYS, createUpstreams, open, parseCommonOptions, readAll, type CommonOptions, type OpenResponse } from "./upstream.js";
+import { checkKeys, COMMON_KEYS, createUpstreams, discard, open, parseCommonOptions, readAll, type CommonOptions, type OpenResponse } from "./upstream.js";
 
 const METHODS = ["POST", "PUT", "PATCH"];
 
@@ -54,26 +54,31 @@ export function httpBackend(o: Record<string, unknown>, at: string, kind: KindCo
   };
 }
 
-/** A streamed upstream answer, passed through as chunks. */
+/** A streamed upstream answer, passed through as chunks; closed however the stream ends. */
 async function* passThrough(res: OpenResponse, kind: "sse" | "ndjson", ctx: HandlerContext, common: CommonOptions): AsyncGenerator<Chunk, Record<string, string>> {
   const metadata = { http_status: String(res.status) };
-  if (kind === "sse") {
-    const events = new EventReader(res, ctx, common);
-    for (let e = await events.next(); e !== undefined; e = await events.next()) {
-      yield e.event === undefined ? { text: e.data } : { text: e.data, metadata: { event: e.event } };
+  try {
+    checkStreamed(res, ctx, common, kind);
+    if (kind === "sse") {
+      const events = new EventReader(res, ctx, common);
+      for (let e = await events.next(); e !== undefined; e = await events.next()) {
+        yield e.event === undefined ? { text: e.data } : { text: e.data, metadata: { event: e.event } };
+      }
+      return metadata;
+    }
+    const lines = new LineReader(res, ctx, common);
+    for (let line = await lines.next(); line !== undefined; line = await lines.next()) {
+      if (line.trim() === "") continue;
+      let json: unknown;
+      try {
+        json = JSON.parse(line);
+      } catch {
+        throw new DispatchError("unavailable", `upstream ${ctx.workerId} sent an NDJSON line that is not JSON`);
+      }
+      yield { json };
     }
     return metadata;
+  } finally {
+    discard(res.body);
   }
-  const lines = new LineReader(res, ctx, common);
-  for (let line = await lines.next(); line !== undefined; line = await lines.next()) {
-    if (line.trim() === "") continue;
-    let json: unknown;
-    try {
-      json = JSON.parse(line);
-    } catch {
-      throw new DispatchError("unavailable", `upstream ${ctx.workerId} sent an NDJSON line that is not JSON`);
-    }
-    yield { json };
-  }
-  return metadata;
 }

@@ -80,6 +80,8 @@ export interface UpstreamResponse {
 export interface OpenResponse {
   status: number;
   contentType: string;
+  /** Its Content-Encoding, "" when none. */
+  contentEncoding: string;
   body: Readable;
 }
 
@@ -127,8 +129,22 @@ export async function open(
   if (status < 200 || status > 299) {
     throw statusError(status, res.headers["retry-after"], await readPrefix(res.body, ERROR_BODY_BYTES), ctx, common);
   }
-  return { status, contentType: String(res.headers["content-type"] ?? ""), body: res.body };
+  return { status, contentType: String(res.headers["content-type"] ?? ""), contentEncoding: String(res.headers["content-encoding"] ?? ""), body: res.body };
 }
+
+/**
+ * Closes an answer's body that will not be read to its end, and with it the
+ * upstream request. undici's body reports an early close as an 'error'
+ * (RequestAbortedError), which with no listener left would be thrown as an
+ * uncaught exception: a listener that ignores it goes first.
+ */
+export function discard(body: Readable): void {
+  if (body.readableEnded || body.destroyed) return;
+  body.on("error", ignore);
+  body.destroy();
+}
+
+function ignore(): void {}
 
 /** Reads a whole 2xx answer, bounded by max_response_bytes. */
 export async function readAll(res: OpenResponse, ctx: HandlerContext, common: CommonOptions): Promise<UpstreamResponse> {
@@ -138,8 +154,10 @@ export async function readAll(res: OpenResponse, ctx: HandlerContext, common: Co
     for await (const chunk of res.body) {
       size += chunk.length;
       if (size > common.maxResponseBytes) {
-        res.body.destroy();
-        throw new DispatchError("resource_exhausted", `upstream ${ctx.workerId} sent more than max_response_bytes (${common.maxResponseBytes})`);
+        discard(res.body);
+        throw new DispatchError("resource_exhausted", `upstream ${ctx.workerId} sent more than max_response_bytes (${common.maxResponseBytes})`, {
+          localLimit: true,
+        });
       }
       chunks.push(chunk);
     }

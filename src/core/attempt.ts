@@ -126,7 +126,8 @@ export class Attempts {
     }
     const err = DispatchError.from(e);
     // A handler's RESOURCE_EXHAUSTED is its upstream's 429: pause the worker (Retry-After, else 1 s; at most 60 s).
-    if (err.code === "resource_exhausted") {
+    // Not the service's own bound on an answer's size: that says nothing of the upstream's capacity.
+    if (err.code === "resource_exhausted" && !err.localLimit) {
       life.gate.pause(run.worker, Math.min(60_000, Math.max(1, err.retryAfterMs ?? 1_000)));
       adaptDown(run.worker, now);
     }

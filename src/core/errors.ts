@@ -29,6 +29,12 @@ export interface DispatchErrorOptions {
   metadata?: Record<string, string>;
   /** Set on the reason of a job's aborted signal: why the dispatcher aborted the handler. */
   abortReason?: AbortReason;
+  /**
+   * A RESOURCE_EXHAUSTED raised by one of the service's own bounds on an answer (its size), not by the
+   * upstream: it does not pause the worker as a handler's RESOURCE_EXHAUSTED (an upstream 429) does, so a
+   * client cannot stall a worker for everyone by asking for answers that are too large.
+   */
+  localLimit?: boolean;
 }
 
 /**
@@ -45,6 +51,7 @@ export class DispatchError extends Error {
   readonly retryAfterMs: number | undefined;
   readonly metadata: Record<string, string> | undefined;
   readonly abortReason: AbortReason | undefined;
+  readonly localLimit: boolean;
 
   constructor(code: ErrorCode, message: string, options: DispatchErrorOptions = {}) {
     // No stack: a DispatchError is a status to answer, not a bug to trace (a cause keeps its own), and refusals
@@ -58,6 +65,7 @@ export class DispatchError extends Error {
     this.retryAfterMs = options.retryAfterMs;
     this.metadata = options.metadata;
     this.abortReason = options.abortReason;
+    this.localLimit = options.localLimit ?? false;
   }
 
   /**

@@ -114,7 +114,9 @@ export class ChunkCollector {
     }
     if (c.metadata !== undefined) this.metadata = { ...this.metadata, ...c.metadata };
     if (this.size > MAX_COLLECTED_BYTES) {
-      throw new DispatchError("resource_exhausted", `the streamed answer is larger than ${MAX_COLLECTED_BYTES} bytes; call SubmitStream to receive it in chunks`);
+      throw new DispatchError("resource_exhausted", `the streamed answer is larger than ${MAX_COLLECTED_BYTES} bytes; call SubmitStream to receive it in chunks`, {
+        localLimit: true,
+      });
     }
   }
 

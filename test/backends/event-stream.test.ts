@@ -26,7 +26,7 @@ function answer(pieces: Buffer[], spread: boolean) {
     }
     body.end();
   })();
-  return { status: 200, contentType: "text/event-stream", body };
+  return { status: 200, contentType: "text/event-stream", contentEncoding: "", body };
 }
 
 /** The bytes cut at `cuts` random places (duplicates make empty pieces, which a stream never delivers: dropped). */
