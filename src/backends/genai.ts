@@ -1,7 +1,7 @@
 import { DispatchError, type Chunk, type ChunkStream, type HandlerContext, type HandlerResult } from "../core/index.js";
 import { checkStreamed, EventReader } from "./event-stream.js";
 import type { BackendInstance, KindContext } from "./kind.js";
-import { checkKeys, COMMON_KEYS, createUpstreams, discard, mapping, open, parseCommonOptions, send, type CommonOptions, type Target } from "./upstream.js";
+import { checkKeys, COMMON_KEYS, createUpstreams, discard, mapping, open, parseCommonOptions, release, send, type CommonOptions, type Target } from "./upstream.js";
 
 /**
  * kind "genai": an OpenAI-compatible chat completion, `POST
@@ -80,15 +80,16 @@ export function genaiBackend(o: Record<string, unknown>, at: string, kind: KindC
  * completion must not read as a whole one. However the generator ends (done,
  * failed, or closed early by the dispatcher), the upstream's answer is closed:
  * an upstream that sends `[DONE]` and keeps the response open is not left
- * holding a connection.
+ * holding a connection (past a second's grace for its end to come, so that
+ * a connection that ends normally is reused).
  */
 async function* chatStream(t: Target, ctx: HandlerContext, common: CommonOptions, body: string): AsyncGenerator<Chunk, Record<string, string>> {
   const res = await open(t, ctx, common, "POST", body, "application/json");
+  let finished = false;
   try {
     checkStreamed(res, ctx, common, "sse");
     const events = new EventReader(res, ctx, common);
     let final: Record<string, string> = {};
-    let finished = false;
     for (let e = await events.next(); e !== undefined; e = await events.next()) {
       if (e.data === "[DONE]") {
         finished = true;
@@ -128,7 +129,9 @@ async function* chatStream(t: Target, ctx: HandlerContext, common: CommonOptions
     }
     return final;
   } finally {
-    discard(res.body);
+    // Finished: let the answer end on its own, so its connection is reused. Anything else: close it now.
+    if (finished) release(res.body);
+    else discard(res.body);
   }
 }
 

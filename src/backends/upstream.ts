@@ -146,6 +146,32 @@ export function discard(body: Readable): void {
 
 function ignore(): void {}
 
+/** How long, and how much more, a body that is done with may take to end on its own before it is closed. */
+const RELEASE_MS = 1_000;
+const RELEASE_BYTES = 64 * 1024;
+
+/**
+ * Lets a body whose content is complete (a stream past its last event) end
+ * on its own, reading and dropping what is left, so that its keep-alive
+ * connection is reused: an upstream may send the end of its answer a moment
+ * after its last event, and over TLS a new connection costs a handshake on
+ * the next call's first token. One that has not ended within a second, or
+ * sends more than 64 KiB more, is closed (discard).
+ */
+export function release(body: Readable): void {
+  if (body.readableEnded || body.destroyed) return;
+  body.on("error", ignore);
+  let extra = 0;
+  const timer = setTimeout(() => body.destroy(), RELEASE_MS);
+  timer.unref();
+  body.on("data", (c: Buffer) => {
+    extra += c.length;
+    if (extra > RELEASE_BYTES) body.destroy();
+  });
+  body.once("close", () => clearTimeout(timer));
+  body.resume();
+}
+
 /** Reads a whole 2xx answer, bounded by max_response_bytes. */
 export async function readAll(res: OpenResponse, ctx: HandlerContext, common: CommonOptions): Promise<UpstreamResponse> {
   const chunks: Buffer[] = [];

@@ -36,6 +36,11 @@ const behaviours: Record<string, (req: SeenRequest, res: http.ServerResponse) =>
     res.writeHead(200, { "content-type": "text/event-stream" });
     res.write(token("a") + finish + "data: [DONE]\n\n");
   },
+  "[DONE], the end a moment later": (_req, res) => {
+    res.writeHead(200, { "content-type": "text/event-stream" });
+    res.write(token("a") + finish + "data: [DONE]\n\n");
+    setTimeout(() => res.end(), 20);
+  },
   "error event": (_req, res) => {
     res.writeHead(200, { "content-type": "text/event-stream" });
     res.write(token("a"));
@@ -126,10 +131,21 @@ describe("streamed answers that are broken", () => {
     expect(await stream("llm", "finish, no [DONE]")).toEqual({ events: ["started", "chunk a", 'chunk {"finish_reason":"stop"}', "done"], error: undefined });
   });
 
-  it("an upstream that sends [DONE] and keeps its answer open is closed at [DONE]", async () => {
+  it("an upstream that sends [DONE] and keeps its answer open is closed a second later", async () => {
     const n = up.requests.length + 1;
     expect((await stream("llm", "[DONE], kept open")).error).toBeUndefined();
     expect(await closedEarly(n)).toBe(true);
+  });
+
+  it("an upstream that ends its answer a moment after [DONE] keeps its connection for the next call", async () => {
+    const n = up.requests.length + 1;
+    for (let i = 0; i < 3; i++) {
+      expect((await stream("llm", "[DONE], the end a moment later")).error).toBeUndefined();
+      // The next call starts once the answer has ended, as a client's next turn in a conversation would.
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const ports = new Set(up.requests.slice(n - 1).map((r) => r.remotePort));
+    expect(ports.size).toBe(1);
   });
 
   it("an error event mid-stream ends it with UNAVAILABLE, without quoting the upstream", async () => {

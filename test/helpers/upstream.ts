@@ -8,6 +8,8 @@ export interface SeenRequest {
   body: Buffer;
   /** Resolves true if the client aborted before the answer was complete. */
   aborted: Promise<boolean>;
+  /** The client's port: requests on one keep-alive connection share it. */
+  remotePort: number;
 }
 
 export type Respond = (req: SeenRequest, res: http.ServerResponse) => void;
@@ -30,7 +32,7 @@ export async function startUpstream(respond: Respond): Promise<TestUpstream> {
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
       const aborted = new Promise<boolean>((resolve) => res.once("close", () => resolve(!res.writableFinished)));
-      const seen: SeenRequest = { method: req.method!, url: req.url!, headers: req.headers, body: Buffer.concat(chunks), aborted };
+      const seen: SeenRequest = { method: req.method!, url: req.url!, headers: req.headers, body: Buffer.concat(chunks), aborted, remotePort: req.socket.remotePort! };
       requests.push(seen);
       waiters.get(requests.length)?.(seen);
       up.respond(seen, res);
