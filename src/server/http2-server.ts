@@ -15,6 +15,7 @@ import { createStreamHandler } from "./edge/stream-handler.js";
 import { Watchdog, type Watched } from "./edge/watchdog.js";
 import { SpecGrpcMessageResponse } from "./grpc-message.js";
 import { isGrpcWebText } from "./grpc-web-text.js";
+import { BAD_HOST, requestUrl } from "./request-url.js";
 import { http2StreamValues } from "./frame-sink.js";
 import { watchHttp1 } from "./http1.js";
 import { createNodeDirect } from "./node-direct.js";
@@ -108,9 +109,16 @@ export async function listenHttp2(o: Http2ServerOptions): Promise<Http2Listener>
   const direct = createNodeDirect({ ...serving, contextValues });
   /** Before the dashboard and connect, HTTP/1.1 and the compat front end: CORS, the byte budget, then connect. */
   const serveNode = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+    const url = req.url ?? "";
+    // connect-node builds the request's URL from its host and throws, out of this handler, on one it refuses.
+    const authority = "authority" in req ? req.authority : req.headers.host;
+    if (authority === undefined || authority === "" || requestUrl("http", authority, url) === undefined) {
+      res.writeHead(400, { "content-type": "text/plain; charset=utf-8" });
+      res.end(BAD_HOST);
+      return;
+    }
     if (cors !== undefined && corsHttp(cors, req, res)) return;
     if (o.dashboard?.http(req, res) === true) return;
-    const url = req.url ?? "";
     const q = url.indexOf("?");
     const path = q < 0 ? url : url.slice(0, q);
     // A call with a body (every method but Connect's GET): its bytes count against the budget as they arrive.

@@ -155,3 +155,55 @@ describe("clamps and caps", () => {
     ac.abort();
   });
 });
+
+describe("a request whose host makes no URL (HTTP/2 :authority, HTTP/1.1 Host)", () => {
+  /** Status and body of one raw HTTP/2 request with `authority`. */
+  function h2(authority: string, contentType: string, body: Buffer): Promise<{ status: number; text: string }> {
+    return new Promise((resolve, reject) => {
+      const session = http2.connect(`http://127.0.0.1:${server.port}`);
+      session.on("error", reject);
+      const s = session.request({ ":method": "POST", ":path": SUBMIT, ":authority": authority, "content-type": contentType, te: "trailers" });
+      let status = 0;
+      let text = "";
+      s.on("response", (h) => (status = Number(h[":status"])));
+      s.on("data", (c: Buffer) => (text += c.toString()));
+      s.on("close", () => {
+        session.close();
+        resolve({ status, text });
+      });
+      s.on("error", reject);
+      s.end(body);
+    });
+  }
+
+  /** The status line of one raw HTTP/1.x request. */
+  function h1(request: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect(server.port, "127.0.0.1");
+      let got = "";
+      socket.on("data", (c: Buffer) => (got += c.toString()));
+      socket.on("error", reject);
+      socket.on("close", () => resolve(got.split("\r\n")[0]!));
+      socket.end(request);
+    });
+  }
+
+  it("answers 400, on every path, and the process goes on serving", async () => {
+    const json = Buffer.from('{"backend":"echo"}');
+    for (const authority of ["x:99999", "[", "a%"]) {
+      // Connect JSON (connect's handler), and gRPC with an empty body (the fast path hands it to connect's handler).
+      for (const [ct, body] of [["application/json", json], ["application/grpc", Buffer.alloc(0)]] as const) {
+        const r = await h2(authority, ct, body);
+        expect(r, `${authority} ${ct}`).toEqual({ status: 400, text: "bad request: the request's host (Host or :authority) is missing or not a valid host\n" });
+      }
+    }
+    const post = (host: string) => `POST ${SUBMIT} HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\nContent-Length: ${json.length}\r\nConnection: close\r\n\r\n${json}`;
+    expect(await h1(post("x:99999"))).toBe("HTTP/1.1 400 Bad Request");
+    expect(await h1(`GET /dispatcher.v1.DispatcherService/Submit?encoding=json&message=%7B%7D HTTP/1.1\r\nHost: [\r\nConnection: close\r\n\r\n`)).toBe("HTTP/1.1 400 Bad Request");
+    expect(await h1(`GET /healthz HTTP/1.0\r\n\r\n`)).toBe("HTTP/1.1 400 Bad Request");
+    // A gRPC binary call with a body takes the fast path, which builds no URL: served whatever its authority.
+    const fast = await h2("x:99999", "application/grpc", okBody());
+    expect(fast.status).toBe(200);
+    await served();
+  });
+});

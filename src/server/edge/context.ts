@@ -3,6 +3,7 @@ import type { DescMethodServerStreaming, DescMethodUnary, DescService } from "@b
 import { Code, ConnectError, createContextValues, type ContextValues, type HandlerContext } from "@connectrpc/connect";
 import { http2StreamKey } from "../frame-sink.js";
 import type { AbortListener, CancelSignal } from "../../core/index.js";
+import { requestUrl } from "../request-url.js";
 import { connectionKey } from "./connection.js";
 
 const RST_NAMES: Record<number, string> = {
@@ -63,7 +64,9 @@ export class FastContext implements HandlerContext {
 
   get url(): string {
     const scheme = (this.stream.session?.socket as { encrypted?: boolean } | undefined)?.encrypted === true ? "https" : "http";
-    return new URL(this.headers[":path"] ?? "/", `${scheme}://${this.headers[":authority"] ?? "localhost"}`).toString();
+    const path = this.headers[":path"] ?? "/";
+    // An authority the URL parser refuses (the universal path answers 400 for it): the path under localhost.
+    return requestUrl(scheme, this.headers[":authority"] ?? "localhost", path) ?? (requestUrl(scheme, "localhost", path) as string);
   }
 
   timeoutMs(): number | undefined {

@@ -13,7 +13,8 @@ import { createJsonTextScan } from "./json-scan.js";
 import { prescanned } from "./prescan.js";
 import { decodeTextRequest, encodeTextResponse, isGrpcWebText } from "../grpc-web-text.js";
 import { buildRoutes, READ_OPTIONS, type EdgeRoute } from "./routes.js";
-import { universalRequest, writeUniversalResponse } from "./universal.js";
+import { BAD_HOST } from "../request-url.js";
+import { streamUrl, universalRequest, writeUniversalResponse } from "./universal.js";
 import type { Watchdog, Watched } from "./watchdog.js";
 
 export interface EdgeOptions {
@@ -192,6 +193,12 @@ export function createStreamHandler(o: EdgeOptions): { onStream: (stream: http2.
     refuse: ConnectError | undefined,
     prefix: Buffer[] = [],
   ): void {
+    const url = streamUrl(stream, headers);
+    if (url === undefined) {
+      if (!stream.destroyed) stream.respond({ ":status": 400, "content-type": "text/plain; charset=utf-8" }, { endStream: false });
+      if (!stream.destroyed) stream.end(BAD_HOST);
+      return;
+    }
     const ct = headers["content-type"] ?? "";
     // gRPC-Web text mode: connect serves the binary protocol, translated around it; frames written
     // straight to the stream (frame-sink.ts) would skip the translation, so the stream is not offered.
@@ -212,7 +219,7 @@ export function createStreamHandler(o: EdgeOptions): { onStream: (stream: http2.
       const scan = o.json !== undefined && /^application\/json/i.test(ct) ? createJsonTextScan(o.json.maxNodes, o.json.maxDepth) : undefined;
       body = budgeted(stream, prefix, scan);
     }
-    const req = universalRequest(stream, headers, body, values);
+    const req = universalRequest(stream, headers, url, body, values);
     route.handler(text ? decodeTextRequest(req) : req).then(
       (res) => writeUniversalResponse(text ? encodeTextResponse(res) : res, stream),
       () => {

@@ -2,6 +2,7 @@ import type * as http2 from "node:http2";
 import { Code, ConnectError, type ContextValues } from "@connectrpc/connect";
 import type { UniversalServerRequest, UniversalServerResponse } from "@connectrpc/connect/protocol";
 import { encodeGrpcMessage } from "../grpc-message.js";
+import { requestUrl } from "../request-url.js";
 import { resetError } from "./context.js";
 
 /**
@@ -11,6 +12,7 @@ import { resetError } from "./context.js";
 export function universalRequest(
   stream: http2.ServerHttp2Stream,
   headers: http2.IncomingHttpHeaders,
+  url: string,
   body: AsyncIterable<Uint8Array>,
   contextValues: ContextValues,
 ): UniversalServerRequest {
@@ -23,16 +25,21 @@ export function universalRequest(
     if (typeof v === "string") header.append(k, v);
     else if (Array.isArray(v)) for (const e of v) header.append(k, e);
   }
-  const scheme = (stream.session?.socket as { encrypted?: boolean } | undefined)?.encrypted === true ? "https" : "http";
   return {
     httpVersion: "2.0",
     method: headers[":method"] ?? "",
-    url: new URL(headers[":path"] ?? "/", `${scheme}://${headers[":authority"] ?? "localhost"}`).toString(),
+    url,
     header,
     body,
     signal: abort.signal,
     contextValues,
   };
+}
+
+/** The URL of a request on `stream`, or undefined when its :authority does not make one (requestUrl). */
+export function streamUrl(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): string | undefined {
+  const scheme = (stream.session?.socket as { encrypted?: boolean } | undefined)?.encrypted === true ? "https" : "http";
+  return requestUrl(scheme, headers[":authority"] ?? "localhost", headers[":path"] ?? "/");
 }
 
 /**
