@@ -145,6 +145,8 @@ export function createStreamHandler(o: EdgeOptions): { onStream: (stream: http2.
       release();
       serveUniversal(route, stream, headers, undefined, chunks);
     };
+    /** The envelope's declared length, once its first 5 bytes are in. */
+    let declared = -1;
     const onData = (chunk: Buffer) => {
       watched.expiresAt = o.watchdog.now + o.bodyIdleTimeoutMs;
       if (!o.budget.take(chunk.length)) {
@@ -157,12 +159,13 @@ export function createStreamHandler(o: EdgeOptions): { onStream: (stream: http2.
       held += chunk.length;
       chunks.push(chunk);
       received += chunk.length;
-      if (received >= 5) {
+      if (declared < 0 && received >= 5) {
+        // Read once: joining every chunk again on each of thousands of one-byte DATA frames was quadratic.
         const head = chunks[0]!.length >= 5 ? chunks[0]! : Buffer.concat(chunks);
-        const flags = head[0]!;
-        const length = head.readUInt32BE(1);
-        if (flags !== 0 || length > o.readMaxBytes || received > 5 + length) fallBack();
+        if (head[0] !== 0 || head.readUInt32BE(1) > o.readMaxBytes) return fallBack();
+        declared = head.readUInt32BE(1);
       }
+      if (declared >= 0 && received > 5 + declared) fallBack();
     };
     const onEnd = () => {
       stop();
