@@ -247,3 +247,24 @@ describe("a request body in one-byte DATA frames", () => {
     await served();
   });
 });
+
+describe("a client that never opens its flow-control window to a unary answer", () => {
+  it("has the stream cancelled once its answer sends nothing for body_idle_timeout, on the fast path and through connect's handler", async () => {
+    // echo answers its payload: 1 MiB here, held by the server while the client's window stays at 0.
+    const msg = envelope(toBinary(SubmitRequestSchema, create(SubmitRequestSchema, { backend: "echo", payload: { case: "binary", value: new Uint8Array(1 << 20).fill(1) } })));
+    for (const contentType of ["application/grpc", "application/grpc-web+proto"]) {
+      const session = http2.connect(`http://127.0.0.1:${server.port}`, { settings: { initialWindowSize: 0 } });
+      session.on("error", () => {});
+      const req = session.request({ ":method": "POST", ":path": SUBMIT, "content-type": contentType, te: "trailers" });
+      req.on("error", () => {});
+      const t0 = performance.now();
+      const reset = new Promise<number>((resolve) => req.on("close", () => resolve(req.rstCode)));
+      req.end(msg);
+      await served();
+      // body_idle_timeout is 300 ms here; a stall is seen within one to two periods of the watchdog.
+      expect(await reset, contentType).toBe(http2.constants.NGHTTP2_CANCEL);
+      expect(performance.now() - t0, contentType).toBeLessThan(5_000);
+      session.destroy();
+    }
+  });
+});

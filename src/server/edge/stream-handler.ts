@@ -178,8 +178,11 @@ export function createStreamHandler(o: EdgeOptions): { onStream: (stream: http2.
         release();
         ctx.abort(resetError(stream.rstCode));
       });
-      if (route.unary !== undefined) runFastCall(call, o.interceptors);
-      else runFastStream(call, streamHooks, timeout);
+      if (route.unary !== undefined) {
+        // The body's watch (stopped above; its 'close' unwatches it) now watches the answer.
+        watchAnswer(stream, watched);
+        runFastCall(call, o.interceptors);
+      } else runFastStream(call, streamHooks, timeout);
     };
     stream.on("data", onData);
     stream.on("end", onEnd);
@@ -222,6 +225,11 @@ export function createStreamHandler(o: EdgeOptions): { onStream: (stream: http2.
       const scan = o.json !== undefined && /^application\/json/i.test(ct) ? createJsonTextScan(o.json.maxNodes, o.json.maxDepth) : undefined;
       body = budgeted(stream, prefix, scan);
     }
+    if (route.unary !== undefined) {
+      const watched: Watched = { expiresAt: 0, expire: () => {} };
+      watchAnswer(stream, watched);
+      stream.once("close", () => o.watchdog.unwatch(watched));
+    }
     const req = universalRequest(stream, headers, url, body, values);
     route.handler(text ? decodeTextRequest(req) : req).then(
       (res) => writeUniversalResponse(text ? encodeTextResponse(res) : res, stream),
@@ -229,6 +237,28 @@ export function createStreamHandler(o: EdgeOptions): { onStream: (stream: http2.
         if (!stream.destroyed) stream.close(NGHTTP2_CANCEL);
       },
     );
+  }
+
+  /**
+   * A unary call's answer is written whole, and a client that opens its flow-control window no further would keep
+   * it in memory for as long as it keeps the stream (1,000 streams a connection, a 4 MiB answer each, from 4 KiB
+   * of compressed requests). While an answer is waiting to be sent and none of it goes out for body_idle_timeout,
+   * the stream is cancelled, as a request body that stalls is. A call still running (nothing to send) is not
+   * touched. Streaming answers are bounded per stream by their backpressure instead.
+   */
+  function watchAnswer(stream: http2.ServerHttp2Stream, watched: Watched): void {
+    let last = 0;
+    watched.expire = () => {
+      if (stream.destroyed) return;
+      const pending = stream.bufferSize;
+      if (pending > 0 && pending === last) {
+        stream.close(NGHTTP2_CANCEL);
+        return;
+      }
+      last = pending;
+      o.watchdog.watch(watched, o.bodyIdleTimeoutMs);
+    };
+    o.watchdog.watch(watched, o.bodyIdleTimeoutMs);
   }
 
   /**
