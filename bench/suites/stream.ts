@@ -71,21 +71,14 @@ export async function streamSuite(ctx: BenchContext): Promise<Record<string, unk
       // The relay sends what the genai backend sends upstream: the request with usage asked for.
       const relay = await startTarget("sse-relay", "sse-relay", [`http://127.0.0.1:${fake.port}`, JSON.stringify({ ...chat, stream_options: { include_usage: true } })]);
       targets.push(relay);
-      let session = http2.connect(`http://127.0.0.1:${dispatcher.port}`);
-      let relaySession = http2.connect(`http://127.0.0.1:${relay.port}`);
+      const session = reconnecting(dispatcher.port);
+      const relaySession = reconnecting(relay.port);
       const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
       try {
         const request = submitStreamRequest({ backend: "chat", payload: { case: "json", value: fromJson(ValueSchema, chat as JsonValue) } });
         const direct = () => firstSseContent(agent, fake.port, body);
-        // A session idle through the other paths' rounds may have been closed by the server's idle timeout.
-        const through = () => {
-          if (session.closed || session.destroyed) session = http2.connect(`http://127.0.0.1:${dispatcher.port}`);
-          return firstGrpcChunk(session, request);
-        };
-        const relayed = () => {
-          if (relaySession.closed || relaySession.destroyed) relaySession = http2.connect(`http://127.0.0.1:${relay.port}`);
-          return firstGrpcChunk(relaySession, request);
-        };
+        const through = () => firstGrpcChunk(session(), request);
+        const relayed = () => firstGrpcChunk(relaySession(), request);
         const r: PaceResult = { name: pace.name, ttftMs: pace.ttftMs, tokenMs: pace.tokenMs, direct: [], relay: [], dispatcher: [], cpuPerStreamMs: 0, streamsPerSecond: 0 };
         // Spread: callers start one stream's length apart in all, so 100 streams are open at any
         // moment with their starts (and their tokens) at different instants, as independent clients' are.
@@ -135,11 +128,11 @@ export async function streamSuite(ctx: BenchContext): Promise<Record<string, unk
         r.cpuPerStreamMs = cpu / streams;
         r.streamsPerSecond = streams / (wall / 1000);
         results.push(r);
-        if (pace.target) chunksPerSecond = await echoChunksPerSecond(session.closed || session.destroyed ? (session = http2.connect(`http://127.0.0.1:${dispatcher.port}`)) : session, ctx.mode === "smoke" ? 4 : 32);
+        if (pace.target) chunksPerSecond = await echoChunksPerSecond(session(), ctx.mode === "smoke" ? 4 : 32);
       } finally {
         agent.destroy();
-        session.close();
-        relaySession.close();
+        session().close();
+        relaySession().close();
       }
     } finally {
       await Promise.all(targets.map((t) => t.stop()));
@@ -188,6 +181,18 @@ export async function streamSuite(ctx: BenchContext): Promise<Record<string, unk
   };
   ctx.log(`wrote ${writeResult(ctx, "stream", data)}`);
   return data;
+}
+
+/**
+ * An HTTP/2 session to `port` that is opened again when it was closed: one idle through the other paths'
+ * rounds may have been closed by the server's idle timeout.
+ */
+function reconnecting(port: number): () => http2.ClientHttp2Session {
+  let session = http2.connect(`http://127.0.0.1:${port}`);
+  return () => {
+    if (session.closed || session.destroyed) session = http2.connect(`http://127.0.0.1:${port}`);
+    return session;
+  };
 }
 
 /** Chunks per second through the dispatcher: echo streams a 64 KiB string in 1,024 chunks, `streams` at once. */

@@ -104,12 +104,18 @@ export class LineReader {
     // "\n"), so the unfinished line is all of the text when `more` holds none, else what follows its last one.
     const nl = Math.max(more.lastIndexOf("\n"), this.crEnds ? more.lastIndexOf("\r") : -1);
     const unfinished = nl < 0 ? this.text.length : more.length - nl - 1;
-    if (unfinished > common.maxResponseBytes) {
-      discard(res.body);
-      throw new DispatchError("resource_exhausted", `upstream ${ctx.workerId} sent a line longer than max_response_bytes (${common.maxResponseBytes})`, {
-        localLimit: true,
-      });
-    }
+    if (unfinished > common.maxResponseBytes) throw this.tooLarge("a line longer");
+  }
+
+  /** Most characters a line (or an event, EventReader) may have: max_response_bytes. */
+  get max(): number {
+    return this.common.maxResponseBytes;
+  }
+
+  /** Closes the answer and says what in it was over max_response_bytes: the service's own bound, not the upstream's. */
+  tooLarge(what: string): DispatchError {
+    discard(this.res.body);
+    return new DispatchError("resource_exhausted", `upstream ${this.ctx.workerId} sent ${what} than max_response_bytes (${this.max})`, { localLimit: true });
   }
 }
 
@@ -125,11 +131,7 @@ export class EventReader {
   /** Characters of `data` so far: an event of many short lines is bounded as one long line is. */
   private size = 0;
 
-  constructor(
-    private readonly res: OpenResponse,
-    private readonly ctx: HandlerContext,
-    private readonly common: CommonOptions,
-  ) {
+  constructor(res: OpenResponse, ctx: HandlerContext, common: CommonOptions) {
     this.lines = new LineReader(res, ctx, common, true);
   }
 
@@ -166,11 +168,7 @@ export class EventReader {
     if (value.charCodeAt(0) === 32 /* " " */) value = value.slice(1);
     if (field === "data") {
       this.size += value.length + 1;
-      if (this.size > this.common.maxResponseBytes) {
-        discard(this.res.body);
-        const max = this.common.maxResponseBytes;
-        throw new DispatchError("resource_exhausted", `upstream ${this.ctx.workerId} sent an event larger than max_response_bytes (${max})`, { localLimit: true });
-      }
+      if (this.size > this.lines.max) throw this.lines.tooLarge("an event larger");
       this.data.push(value);
     } else if (field === "event") this.event = value;
     return undefined;

@@ -162,8 +162,9 @@ export function createStreamHandler(o: EdgeOptions): { onStream: (stream: http2.
       if (declared < 0 && received >= 5) {
         // Read once: joining every chunk again on each of thousands of one-byte DATA frames was quadratic.
         const head = chunks[0]!.length >= 5 ? chunks[0]! : Buffer.concat(chunks);
-        if (head[0] !== 0 || head.readUInt32BE(1) > o.readMaxBytes) return fallBack();
-        declared = head.readUInt32BE(1);
+        const length = head.readUInt32BE(1);
+        if (head[0] !== 0 || length > o.readMaxBytes) return fallBack();
+        declared = length;
       }
       if (declared >= 0 && received > 5 + declared) fallBack();
     };
@@ -226,8 +227,7 @@ export function createStreamHandler(o: EdgeOptions): { onStream: (stream: http2.
       body = budgeted(stream, prefix, scan);
     }
     if (route.unary !== undefined) {
-      const watched: Watched = { expiresAt: 0, expire: () => {} };
-      watchAnswer(stream, watched);
+      const watched = watchAnswer(stream);
       stream.once("close", () => o.watchdog.unwatch(watched));
     }
     const req = universalRequest(stream, headers, url, body, values);
@@ -244,9 +244,10 @@ export function createStreamHandler(o: EdgeOptions): { onStream: (stream: http2.
    * it in memory for as long as it keeps the stream (1,000 streams a connection, a 4 MiB answer each, from 4 KiB
    * of compressed requests). While an answer is waiting to be sent and none of it goes out for body_idle_timeout,
    * the stream is cancelled, as a request body that stalls is. A call still running (nothing to send) is not
-   * touched. Streaming answers are bounded per stream by their backpressure instead.
+   * touched. Streaming answers are bounded per stream by their backpressure instead. `watched` (the fast path's
+   * body watch, reused) or a new one; whoever holds it unwatches it when the stream closes.
    */
-  function watchAnswer(stream: http2.ServerHttp2Stream, watched: Watched): void {
+  function watchAnswer(stream: http2.ServerHttp2Stream, watched: Watched = { expiresAt: 0, expire: () => {} }): Watched {
     let last = 0;
     watched.expire = () => {
       if (stream.destroyed) return;
@@ -259,6 +260,7 @@ export function createStreamHandler(o: EdgeOptions): { onStream: (stream: http2.
       o.watchdog.watch(watched, o.bodyIdleTimeoutMs);
     };
     o.watchdog.watch(watched, o.bodyIdleTimeoutMs);
+    return watched;
   }
 
   /**
