@@ -43,24 +43,9 @@ type Next = (req: UnaryRequest) => Promise<UnaryResponse>;
  * single promise.
  */
 export function runFastCall(call: FastCall, interceptors: readonly Interceptor[]): void {
+  if (interceptors.length === 0) return runPlain(call);
   const hooks = hooksOf(interceptors);
-  if (hooks !== undefined && hooks.length > 0) return runHooked(call, hooks, () => runFastCall(call, []));
-  if (interceptors.length === 0) {
-    let out: unknown;
-    try {
-      out = call.impl(decode(call), call.ctx);
-    } catch (e) {
-      answerError(call, e);
-      return;
-    }
-    if (isThenable(out)) {
-      out.then(
-        (m) => answer(call, m),
-        (e: unknown) => answerError(call, e),
-      );
-    } else answer(call, out);
-    return;
-  }
+  if (hooks !== undefined) return runHooked(call, hooks, () => runPlain(call));
   // The innermost step: one response object, its headers read lazily from the context.
   const response = new FastResponse(call);
   let next: Next = async (req) => {
@@ -77,6 +62,23 @@ export function runFastCall(call: FastCall, interceptors: readonly Interceptor[]
     },
     (e: unknown) => answerError(call, e),
   );
+}
+
+/** The implementation alone: a synchronous result is answered without a promise. */
+function runPlain(call: FastCall): void {
+  let out: unknown;
+  try {
+    out = call.impl(decode(call), call.ctx);
+  } catch (e) {
+    answerError(call, e);
+    return;
+  }
+  if (isThenable(out)) {
+    out.then(
+      (m) => answer(call, m),
+      (e: unknown) => answerError(call, e),
+    );
+  } else answer(call, out);
 }
 
 const hookCache = new WeakMap<readonly Interceptor[], FastHook[] | null>();
