@@ -1,8 +1,9 @@
-import { context, propagation, SpanStatusCode, trace, type Context, type Span, type Tracer } from "@opentelemetry/api";
+import { context, propagation, SpanKind, SpanStatusCode, trace, type Context, type Span, type Tracer } from "@opentelemetry/api";
 import { ATTR_ERROR_TYPE } from "@opentelemetry/semantic-conventions";
 import type { DispatchError, DispatchObserver, JobOutcome, JobView } from "../core/index.js";
 import { spanTime, spanTimeAt } from "./clock.js";
 import type { JobMetrics, WorkerStats } from "./job-metrics.js";
+import { spanStarter } from "./lean-span.js";
 import * as n from "./names.js";
 
 /** What the observer keeps on a job (JobView.tag) between its events. */
@@ -11,7 +12,7 @@ class JobRecord {
   parent: Context | undefined = undefined;
   wait: Span | undefined = undefined;
   run: Span | undefined = undefined;
-  /** `parent` with `run` as the active span: the handler's context. */
+  /** `parent` with `run` as the active span: the handler's context, made when first asked for. */
   runContext: Context | undefined = undefined;
   /** The current attempt's worker: every count is charged to the worker the attempt was on. */
   stats: WorkerStats | undefined = undefined;
@@ -49,6 +50,7 @@ function markFailed(span: Span, error: DispatchError): void {
  */
 export function createJobObserver(tracer: Tracer | undefined, metrics: JobMetrics | undefined): DispatchObserver {
   if (tracer === undefined && metrics === undefined) return {};
+  const spans = tracer === undefined ? undefined : spanStarter(tracer);
 
   const attributes = (job: JobView) => ({
     [n.ATTR_BACKEND]: job.backend,
@@ -65,10 +67,10 @@ export function createJobObserver(tracer: Tracer | undefined, metrics: JobMetric
         job.tag = rec;
         // The submitter's context (the RPC's span, handed over as a value; else the active one);
         // a retry is queued from a timer, so it keeps the first attempt's.
-        if (tracer !== undefined) rec.parent = (job.traceParent as Context | undefined) ?? context.active();
+        if (spans !== undefined) rec.parent = (job.traceParent as Context | undefined) ?? context.active();
       }
-      if (tracer !== undefined) {
-        rec.wait = tracer.startSpan(n.SPAN_QUEUE_WAIT, { startTime: spanTimeAt(job.queuedAt), attributes: attributes(job) }, rec.parent);
+      if (spans !== undefined) {
+        rec.wait = spans.start(n.SPAN_QUEUE_WAIT, SpanKind.INTERNAL, attributes(job), rec.parent!, spanTimeAt(job.queuedAt));
       }
       if (metrics !== undefined) {
         rec.stats = metrics.stats(job);
@@ -78,14 +80,13 @@ export function createJobObserver(tracer: Tracer | undefined, metrics: JobMetric
 
     jobStarted(job) {
       const rec = job.tag as JobRecord;
-      if (tracer !== undefined) {
+      if (spans !== undefined) {
         // The core's own times: the spans last what the client is told (queue_wait, execution).
         const now = spanTimeAt(job.startedAt);
         rec.wait?.setAttribute(n.ATTR_OUTCOME, "started");
         rec.wait?.end(now);
         rec.wait = undefined;
-        rec.run = tracer.startSpan(n.SPAN_JOB_RUN, { startTime: now, attributes: attributes(job) }, rec.parent);
-        rec.runContext = trace.setSpan(rec.parent!, rec.run);
+        rec.run = spans.start(n.SPAN_JOB_RUN, SpanKind.INTERNAL, attributes(job), rec.parent!, now);
       }
       if (rec.stats !== undefined) metrics!.started(job, rec.stats);
     },
@@ -131,13 +132,16 @@ export function createJobObserver(tracer: Tracer | undefined, metrics: JobMetric
     },
 
     jobRejected(backend, workerId, error, call, traceParent) {
-      if (tracer !== undefined) {
+      if (spans !== undefined) {
         // No queue took the job: a zero-length queue-wait span says where and why, under the RPC's span.
         const now = spanTime();
-        const span = tracer.startSpan(n.SPAN_QUEUE_WAIT, {
-          startTime: now,
-          attributes: { [n.ATTR_BACKEND]: backend, [n.ATTR_OUTCOME]: "rejected" },
-        }, traceParent as Context | undefined);
+        const span = spans.start(
+          n.SPAN_QUEUE_WAIT,
+          SpanKind.INTERNAL,
+          { [n.ATTR_BACKEND]: backend, [n.ATTR_OUTCOME]: "rejected" },
+          (traceParent as Context | undefined) ?? context.active(),
+          now,
+        );
         if (workerId !== undefined) span.setAttribute(n.ATTR_WORKER_ID, workerId);
         markFailed(span, error);
         span.end(now);
@@ -146,14 +150,20 @@ export function createJobObserver(tracer: Tracer | undefined, metrics: JobMetric
     },
   };
 
-  if (tracer !== undefined) {
+  if (spans !== undefined) {
+    /** The run span's context, made only for a handler that runs in it or sends its trace headers. */
+    const runContext = (rec: JobRecord): Context | undefined => {
+      if (rec.run === undefined) return rec.parent;
+      return (rec.runContext ??= trace.setSpan(rec.parent!, rec.run));
+    };
     observer.runHandler = <T>(job: JobView, call: () => T): T => {
       const rec = job.tag as JobRecord;
-      return rec.runContext === undefined ? call() : context.with(rec.runContext, call);
+      const ctx = rec.run === undefined ? undefined : runContext(rec);
+      return ctx === undefined ? call() : context.with(ctx, call);
     };
     observer.injectHeaders = (job, carrier) => {
       const rec = job.tag as JobRecord | undefined;
-      const ctx = rec?.runContext ?? rec?.parent;
+      const ctx = rec === undefined ? undefined : runContext(rec);
       if (ctx !== undefined) propagation.inject(ctx, carrier);
     };
   }

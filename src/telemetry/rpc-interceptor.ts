@@ -17,6 +17,7 @@ import { METRIC_RPC_SERVER_CALL_DURATION } from "@opentelemetry/semantic-convent
 import { fastHook, type FastCallInfo, type WithFastHook } from "../server/edge/fast-hooks.js";
 import { traceParentKey } from "../server/trace-parent.js";
 import { spanTime } from "./clock.js";
+import { spanStarter } from "./lean-span.js";
 import * as n from "./names.js";
 
 /** Services that are not traced: probes and tooling would drown the calls that matter (issue 4). */
@@ -66,22 +67,21 @@ export function createRpcInterceptor(tracer: Tracer | undefined, meter: Meter | 
     advice: { explicitBucketBoundaries: n.DURATION_BUCKETS_S },
   });
   const durationAttributes = new Map<string, Attributes>();
+  const spans = tracer === undefined ? undefined : spanStarter(tracer);
 
   /** Starts one call's span and timer; `end` records its status once. */
   const begin = (service: string, method: string, parent: () => Context) => {
     const start = performance.now();
     let span: Span | undefined;
     let ctx: Context | undefined;
-    if (tracer !== undefined) {
+    if (spans !== undefined) {
       const p = parent();
-      span = tracer.startSpan(
+      span = spans.start(
         `${service}/${method}`,
-        {
-          kind: SpanKind.SERVER,
-          startTime: spanTime(),
-          attributes: { [n.ATTR_RPC_SYSTEM]: "grpc", [n.ATTR_RPC_SERVICE]: service, [n.ATTR_RPC_METHOD]: method },
-        },
+        SpanKind.SERVER,
+        { [n.ATTR_RPC_SYSTEM]: "grpc", [n.ATTR_RPC_SERVICE]: service, [n.ATTR_RPC_METHOD]: method },
         p,
+        spanTime(),
       );
       ctx = trace.setSpan(p, span);
     }
