@@ -34,11 +34,8 @@ import type { FastHook } from "./fast-hooks.js";
  * with DEADLINE_EXCEEDED, the implementation decides what to answer.
  */
 export function runFastStream(call: FastCall, hooks: readonly FastHook[] | undefined, timeoutMs: number | undefined): void {
-  const run = () => {
-    void pump(call, timeoutMs);
-  };
-  if (hooks !== undefined && hooks.length > 0) runHooked(call, hooks, run);
-  else run();
+  if (hooks !== undefined && hooks.length > 0) runHooked(call, hooks, (c) => void pump(c, timeoutMs));
+  else void pump(call, timeoutMs);
 }
 
 async function pump(call: FastCall, timeoutMs: number | undefined): Promise<void> {

@@ -26,7 +26,7 @@ export interface FastCall {
   /** Called once the message is decoded (or failed to): the request bytes' budget is released. */
   readonly decoded: () => void;
   /** Set by the hooks: told the call's status once it is answered. */
-  ended?: (code: number, error?: unknown) => void;
+  ended?: FastHookCall | undefined;
 }
 
 type Next = (req: UnaryRequest) => Promise<UnaryResponse>;
@@ -45,7 +45,7 @@ type Next = (req: UnaryRequest) => Promise<UnaryResponse>;
 export function runFastCall(call: FastCall, interceptors: readonly Interceptor[]): void {
   if (interceptors.length === 0) return runPlain(call);
   const hooks = hooksOf(interceptors);
-  if (hooks !== undefined) return runHooked(call, hooks, () => runPlain(call));
+  if (hooks !== undefined) return runHooked(call, hooks, runPlain);
   // The innermost step: one response object, its headers read lazily from the context.
   const response = new FastResponse(call);
   let next: Next = async (req) => {
@@ -94,41 +94,65 @@ export function hooksOf(interceptors: readonly Interceptor[]): FastHook[] | unde
   return hooks ?? undefined;
 }
 
+/** What a call's hooks read of it: the raw headers, read on demand. */
+class HookCallInfo implements FastCallInfo {
+  readonly service: string;
+  readonly method: string;
+  private readonly headers: http2.IncomingHttpHeaders;
+
+  constructor(call: FastCall) {
+    this.service = call.method.parent.typeName;
+    this.method = call.method.name;
+    this.headers = call.ctx.headers;
+  }
+
+  header(name: string): string | undefined {
+    const v = this.headers[name];
+    return Array.isArray(v) ? v.join(", ") : v;
+  }
+
+  headerNames(): string[] {
+    return Object.keys(this.headers).filter((k) => k.charCodeAt(0) !== 58);
+  }
+}
+
+/** Two or more started hooks, told the end in reverse order (one is kept as it is). */
+class StartedHooks implements FastHookCall {
+  constructor(readonly list: FastHookCall[]) {}
+
+  end(code: number, error?: unknown): void {
+    for (let i = this.list.length - 1; i >= 0; i--) this.list[i]!.end(code, error);
+  }
+}
+
 /** Starts each hook (any may refuse the call), then runs `body`. */
-export function runHooked(call: FastCall, hooks: readonly FastHook[], body: () => void): void {
-  const headers = call.ctx.headers;
-  const info: FastCallInfo = {
-    service: call.method.parent.typeName,
-    method: call.method.name,
-    header(name) {
-      const v = headers[name];
-      return Array.isArray(v) ? v.join(", ") : v;
-    },
-    headerNames: () => Object.keys(headers).filter((k) => k.charCodeAt(0) !== 58),
-  };
-  const started: FastHookCall[] = [];
-  call.ended = (code, error) => {
-    for (let i = started.length - 1; i >= 0; i--) started[i]!.end(code, error);
-  };
+export function runHooked(call: FastCall, hooks: readonly FastHook[], body: (call: FastCall) => void): void {
+  const info = new HookCallInfo(call);
+  let started: FastHookCall | undefined;
   try {
     for (const h of hooks) {
       const c = h.start(info);
       if (c === undefined) continue;
-      started.push(c);
+      if (started === undefined) started = c;
+      else if (started instanceof StartedHooks) started.list.push(c);
+      else started = new StartedHooks([started, c]);
       if (c.traceParent !== undefined) call.ctx.traceParent = c.traceParent;
     }
   } catch (e) {
+    // The hooks already started hear how the refusal ended.
+    call.ended = started;
     answerError(call, e);
     return;
   }
-  body();
+  call.ended = started;
+  body(call);
 }
 
 /** Tells the hooks how the call ended, once. */
 export function report(call: FastCall, code: number, error?: unknown): void {
   const ended = call.ended;
   call.ended = undefined;
-  ended?.(code, error);
+  ended?.end(code, error);
 }
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {
