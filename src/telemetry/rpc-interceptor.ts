@@ -14,10 +14,11 @@ import {
 } from "@opentelemetry/api";
 import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
 import { METRIC_RPC_SERVER_CALL_DURATION } from "@opentelemetry/semantic-conventions";
-import { fastHook, type FastCallInfo, type WithFastHook } from "../server/edge/fast-hooks.js";
+import { fastHook, type FastCallInfo, type FastHookCall, type WithFastHook } from "../server/edge/fast-hooks.js";
 import { traceParentKey } from "../server/trace-parent.js";
-import { spanTime } from "./clock.js";
-import { spanStarter } from "./lean-span.js";
+import { spanMs } from "./clock.js";
+import { spanStarter, type SpanStarter } from "./lean-span.js";
+import { SpanInContext } from "./span-context.js";
 import * as n from "./names.js";
 
 /** Services that are not traced: probes and tooling would drown the calls that matter (issue 4). */
@@ -66,82 +67,106 @@ export function createRpcInterceptor(tracer: Tracer | undefined, meter: Meter | 
     description: "Duration of incoming RPCs, to the end of the response stream",
     advice: { explicitBucketBoundaries: n.DURATION_BUCKETS_S },
   });
-  const durationAttributes = new Map<string, Attributes>();
-  const spans = tracer === undefined ? undefined : spanStarter(tracer);
-
-  /** Starts one call's span and timer; `end` records its status once. */
-  const begin = (service: string, method: string, parent: () => Context) => {
-    const start = performance.now();
-    let span: Span | undefined;
-    let ctx: Context | undefined;
-    if (spans !== undefined) {
-      const p = parent();
-      span = spans.start(
-        `${service}/${method}`,
-        SpanKind.SERVER,
-        { [n.ATTR_RPC_SYSTEM]: "grpc", [n.ATTR_RPC_SERVICE]: service, [n.ATTR_RPC_METHOD]: method },
-        p,
-        spanTime(),
-      );
-      ctx = trace.setSpan(p, span);
-    }
-
-    let ended = false;
-    const end = (code: number, error?: unknown): void => {
-      if (ended) return;
-      ended = true;
-      if (span !== undefined) {
-        span.setAttribute(n.ATTR_RPC_GRPC_STATUS_CODE, code);
-        if (n.SERVER_ERROR_CODES.has(code)) {
-          span.setStatus({ code: SpanStatusCode.ERROR, message: messageOf(error) });
-        }
-        span.end(spanTime());
-      }
-      if (duration !== undefined) {
-        const key = `${service}/${method}\0${code}`;
-        let attributes = durationAttributes.get(key);
-        if (attributes === undefined) {
-          attributes = {
-            [n.ATTR_RPC_SYSTEM]: "grpc",
-            [n.ATTR_RPC_SERVICE]: service,
-            [n.ATTR_RPC_METHOD]: method,
-            [n.ATTR_RPC_GRPC_STATUS_CODE]: code,
-          };
-          durationAttributes.set(key, attributes);
-        }
-        duration.record((performance.now() - start) / 1000, attributes);
-      }
-    };
-    return { ctx, end };
-  };
+  const recorders: Recorders = { spans: tracer === undefined ? undefined : spanStarter(tracer), names: new Map(), duration, durationAttributes: new Map() };
 
   const interceptor: Interceptor & WithFastHook = (next) => async (req) => {
     const service = req.service.typeName;
     if (UNTRACED.has(service)) return next(req);
-    const { ctx, end } = begin(service, req.method.name, () => propagation.extract(ROOT_CONTEXT, req.header, headerGetter));
-    if (ctx !== undefined) req.contextValues.set(traceParentKey, ctx);
+    const parent = recorders.spans === undefined ? undefined : propagation.extract(ROOT_CONTEXT, req.header, headerGetter);
+    const call = new RpcCall(recorders, service, req.method.name, parent);
+    if (call.traceParent !== undefined) req.contextValues.set(traceParentKey, call.traceParent);
     let res;
     try {
       res = await next(req);
     } catch (e) {
-      end(statusOf(e), e);
+      call.end(statusOf(e), e);
       throw e;
     }
     if (!res.stream) {
-      end(OK);
+      call.end(OK);
       return res;
     }
-    return { ...res, message: reportingEnd(res.message, end) } satisfies StreamResponse;
+    return { ...res, message: reportingEnd(res.message, call) } satisfies StreamResponse;
   };
   // The edge's gRPC fast path: the same span and histogram, read from the raw request headers, without the chain.
   interceptor[fastHook] = {
-    start(call: FastCallInfo) {
-      if (UNTRACED.has(call.service)) return undefined;
-      const { ctx, end } = begin(call.service, call.method, () => propagation.extract(ROOT_CONTEXT, call, fastHeaderGetter));
-      return { traceParent: ctx, end };
+    start(info: FastCallInfo) {
+      if (UNTRACED.has(info.service)) return undefined;
+      const parent = recorders.spans === undefined ? undefined : propagation.extract(ROOT_CONTEXT, info, fastHeaderGetter);
+      return new RpcCall(recorders, info.service, info.method, parent);
     },
   };
   return interceptor;
+}
+
+interface Recorders {
+  spans: SpanStarter | undefined;
+  /** "<service>/<method>" per service and method, made once. */
+  names: Map<string, Map<string, string>>;
+  duration: Histogram | undefined;
+  /** The histogram's attributes per method and status, made once. */
+  durationAttributes: Map<string, Attributes>;
+}
+
+function spanName(r: Recorders, service: string, method: string): string {
+  let methods = r.names.get(service);
+  if (methods === undefined) r.names.set(service, (methods = new Map()));
+  let name = methods.get(method);
+  if (name === undefined) methods.set(method, (name = `${service}/${method}`));
+  return name;
+}
+
+/** One call's span and timer (also the fast path's hook call); `end` records its status once. */
+class RpcCall implements FastHookCall {
+  /** The SERVER span's context: the parent of the job's spans. */
+  readonly traceParent: Context | undefined = undefined;
+  private readonly span: Span | undefined = undefined;
+  private readonly startedAt = performance.now();
+  private ended = false;
+
+  constructor(
+    private readonly recorders: Recorders,
+    private readonly service: string,
+    private readonly method: string,
+    parent: Context | undefined,
+  ) {
+    if (recorders.spans !== undefined && parent !== undefined) {
+      this.span = recorders.spans.start(
+        spanName(recorders, service, method),
+        SpanKind.SERVER,
+        { [n.ATTR_RPC_SYSTEM]: "grpc", [n.ATTR_RPC_SERVICE]: service, [n.ATTR_RPC_METHOD]: method },
+        parent,
+        spanMs(),
+      );
+      this.traceParent = new SpanInContext(parent, this.span);
+    }
+  }
+
+  end(code: number, error?: unknown): void {
+    if (this.ended) return;
+    this.ended = true;
+    const span = this.span;
+    if (span !== undefined) {
+      span.setAttribute(n.ATTR_RPC_GRPC_STATUS_CODE, code);
+      if (n.SERVER_ERROR_CODES.has(code)) span.setStatus({ code: SpanStatusCode.ERROR, message: messageOf(error) });
+      span.end(spanMs());
+    }
+    const duration = this.recorders.duration;
+    if (duration !== undefined) {
+      const key = `${this.service}/${this.method}\0${code}`;
+      let attributes = this.recorders.durationAttributes.get(key);
+      if (attributes === undefined) {
+        attributes = {
+          [n.ATTR_RPC_SYSTEM]: "grpc",
+          [n.ATTR_RPC_SERVICE]: this.service,
+          [n.ATTR_RPC_METHOD]: this.method,
+          [n.ATTR_RPC_GRPC_STATUS_CODE]: code,
+        };
+        this.recorders.durationAttributes.set(key, attributes);
+      }
+      duration.record((performance.now() - this.startedAt) / 1000, attributes);
+    }
+  }
 }
 
 /** Trace context from the fast path's raw headers. */
@@ -155,7 +180,7 @@ const fastHeaderGetter: TextMapGetter<FastCallInfo> = {
  * status when it fails, CANCELLED when the server stops reading it early
  * (the client went away).
  */
-function reportingEnd<T>(stream: AsyncIterable<T>, end: (code: number, error?: unknown) => void): AsyncIterable<T> {
+function reportingEnd<T>(stream: AsyncIterable<T>, call: RpcCall): AsyncIterable<T> {
   return {
     [Symbol.asyncIterator]() {
       const it = stream[Symbol.asyncIterator]();
@@ -163,19 +188,19 @@ function reportingEnd<T>(stream: AsyncIterable<T>, end: (code: number, error?: u
         async next() {
           try {
             const r = await it.next();
-            if (r.done === true) end(OK);
+            if (r.done === true) call.end(OK);
             return r;
           } catch (e) {
-            end(statusOf(e), e);
+            call.end(statusOf(e), e);
             throw e;
           }
         },
         async return(value?: unknown) {
-          end(Code.Canceled);
+          call.end(Code.Canceled);
           return it.return === undefined ? { done: true as const, value: value as never } : it.return(value);
         },
         async throw(e?: unknown) {
-          end(statusOf(e), e);
+          call.end(statusOf(e), e);
           if (it.throw === undefined) throw e;
           return it.throw(e);
         },
