@@ -16,7 +16,12 @@ const CHECK_EVERY_MS = 1_000;
 const MAX_DRIFT_MS = 1;
 
 export function spanTime(): HrTime {
-  return spanTimeAt(performance.now());
+  return msToHrTime(spanMs());
+}
+
+/** Now, as wall-clock milliseconds on the span clock. */
+export function spanMs(): number {
+  return spanMsAt(performance.now());
 }
 
 /**
@@ -25,12 +30,20 @@ export function spanTime(): HrTime {
  * client is told as queue_wait / execution).
  */
 export function spanTimeAt(p: number): HrTime {
+  return msToHrTime(spanMsAt(p));
+}
+
+/** spanTimeAt as wall-clock milliseconds: what spans keep until an exporter reads them. */
+export function spanMsAt(p: number): number {
   if (p - checkedAt > CHECK_EVERY_MS) {
     checkedAt = p;
     const wall = Date.now() - p;
     if (Math.abs(wall - anchorMs) > MAX_DRIFT_MS) anchorMs = wall;
   }
-  const ms = anchorMs + p;
+  return anchorMs + p;
+}
+
+export function msToHrTime(ms: number): HrTime {
   const seconds = Math.floor(ms / 1000);
   return [seconds, Math.min(999_999_999, Math.round((ms - seconds * 1000) * 1e6))];
 }

@@ -10,6 +10,7 @@ import { sdkDisabled, tracesRequested, withOtelEnv } from "./env.js";
 import { JobMetrics } from "./job-metrics.js";
 import { createJobObserver } from "./job-observer.js";
 import { SCOPE } from "./names.js";
+import { PooledIdGenerator } from "./span-context.js";
 import { listenPrometheus, type ScrapeEndpoint } from "./prometheus.js";
 import { observeState, type StateSource } from "./state-metrics.js";
 import { createRpcInterceptor } from "./rpc-interceptor.js";
@@ -114,6 +115,7 @@ export async function startTelemetry(options: TelemetryOptions = {}): Promise<Te
         metricReaders: scrape === undefined ? [] : [scrape.reader],
         // Explicit processors, none when tracing is off, or undefined: NodeSDK builds them from OTEL_TRACES_EXPORTER / OTLP variables.
         spanProcessors: tracing ? o.spanProcessors : [],
+        idGenerator: new PooledIdGenerator(),
         // null: register none (NodeSDK's documented meaning; its types omit it): context.with just calls.
         contextManager: o.ambientContext ? undefined : (null as never),
       });

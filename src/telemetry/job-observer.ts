@@ -1,9 +1,10 @@
 import { context, propagation, SpanKind, SpanStatusCode, trace, type Context, type Span, type Tracer } from "@opentelemetry/api";
 import { ATTR_ERROR_TYPE } from "@opentelemetry/semantic-conventions";
 import type { DispatchError, DispatchObserver, JobOutcome, JobView } from "../core/index.js";
-import { spanTime, spanTimeAt } from "./clock.js";
+import { spanMs, spanMsAt, spanTimeAt } from "./clock.js";
 import type { JobMetrics, WorkerStats } from "./job-metrics.js";
 import { spanStarter } from "./lean-span.js";
+import { SpanInContext } from "./span-context.js";
 import * as n from "./names.js";
 
 /** What the observer keeps on a job (JobView.tag) between its events. */
@@ -70,7 +71,7 @@ export function createJobObserver(tracer: Tracer | undefined, metrics: JobMetric
         if (spans !== undefined) rec.parent = (job.traceParent as Context | undefined) ?? context.active();
       }
       if (spans !== undefined) {
-        rec.wait = spans.start(n.SPAN_QUEUE_WAIT, SpanKind.INTERNAL, attributes(job), rec.parent!, spanTimeAt(job.queuedAt));
+        rec.wait = spans.start(n.SPAN_QUEUE_WAIT, SpanKind.INTERNAL, attributes(job), rec.parent!, spanMsAt(job.queuedAt));
       }
       if (metrics !== undefined) {
         rec.stats = metrics.stats(job);
@@ -82,7 +83,7 @@ export function createJobObserver(tracer: Tracer | undefined, metrics: JobMetric
       const rec = job.tag as JobRecord;
       if (spans !== undefined) {
         // The core's own times: the spans last what the client is told (queue_wait, execution).
-        const now = spanTimeAt(job.startedAt);
+        const now = spanMsAt(job.startedAt);
         rec.wait?.setAttribute(n.ATTR_OUTCOME, "started");
         rec.wait?.end(now);
         rec.wait = undefined;
@@ -106,7 +107,7 @@ export function createJobObserver(tracer: Tracer | undefined, metrics: JobMetric
         rec.run.setAttribute(n.ATTR_OUTCOME, "error");
         rec.run.setAttribute(n.ATTR_RETRY_DELAY, delayMs / 1000);
         markFailed(rec.run, error);
-        rec.run.end(spanTimeAt(job.endedAt));
+        rec.run.end(spanMsAt(job.endedAt));
         rec.run = rec.runContext = undefined;
       }
       if (rec.stats !== undefined) metrics!.attemptEnded(job, rec.stats, "running", "error", error, true);
@@ -121,7 +122,7 @@ export function createJobObserver(tracer: Tracer | undefined, metrics: JobMetric
           if (isFailure(outcome)) markFailed(span, error);
           else span.setAttribute(ATTR_ERROR_TYPE, error.code);
         }
-        span.end(spanTimeAt(job.endedAt));
+        span.end(spanMsAt(job.endedAt));
         rec.wait = rec.run = rec.runContext = undefined;
       }
       if (rec.stats !== undefined) {
@@ -134,7 +135,7 @@ export function createJobObserver(tracer: Tracer | undefined, metrics: JobMetric
     jobRejected(backend, workerId, error, call, traceParent) {
       if (spans !== undefined) {
         // No queue took the job: a zero-length queue-wait span says where and why, under the RPC's span.
-        const now = spanTime();
+        const now = spanMs();
         const span = spans.start(
           n.SPAN_QUEUE_WAIT,
           SpanKind.INTERNAL,
@@ -154,7 +155,7 @@ export function createJobObserver(tracer: Tracer | undefined, metrics: JobMetric
     /** The run span's context, made only for a handler that runs in it or sends its trace headers. */
     const runContext = (rec: JobRecord): Context | undefined => {
       if (rec.run === undefined) return rec.parent;
-      return (rec.runContext ??= trace.setSpan(rec.parent!, rec.run));
+      return (rec.runContext ??= new SpanInContext(rec.parent!, rec.run));
     };
     observer.runHandler = <T>(job: JobView, call: () => T): T => {
       const rec = job.tag as JobRecord;

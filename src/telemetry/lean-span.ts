@@ -20,12 +20,15 @@ import {
 import { hrTimeDuration, isTimeInputHrTime, isTracingSuppressed, sanitizeAttributes, timeInputToHrTime, type InstrumentationScope } from "@opentelemetry/core";
 import type { Resource } from "@opentelemetry/resources";
 import { SamplingDecision, type IdGenerator, type ReadableSpan, type Sampler, type SpanLimits, type SpanProcessor, type TimedEvent } from "@opentelemetry/sdk-trace-base";
-import { spanTime } from "./clock.js";
+import { msToHrTime, spanMs, spanMsAt } from "./clock.js";
 
 /** Starts the dispatcher's own spans: one per RPC, two per job attempt. */
 export interface SpanStarter {
-  /** `attributes` must be a fresh object of valid values: the span may keep it as its own. */
-  start(name: string, kind: SpanKind, attributes: Attributes, parent: Context, startTime: HrTime): Span;
+  /**
+   * `attributes` must be a fresh object of valid values: the span may keep it
+   * as its own. `startTime` as HrTime or wall-clock milliseconds (clock.ts).
+   */
+  start(name: string, kind: SpanKind, attributes: Attributes, parent: Context, startTime: SpanTime): Span;
 }
 
 /** What a span takes from the SDK's tracer: its configuration, as the environment set it. */
@@ -110,14 +113,17 @@ const UNSET: SpanStatus = { code: SpanStatusCode.UNSET };
 const NO_TIME: HrTime = [0, 0];
 const NOT_ENDED: HrTime = [-1, -1];
 
+/** A span's time as given: HrTime, or wall-clock milliseconds (made HrTime when read). */
+export type SpanTime = HrTime | number;
+
 /** A recording span; what the SDK's SpanImpl records, read by the same processors and exporters. */
 export class LeanSpan implements Span, ReadableSpan {
   readonly resource: Resource;
   readonly instrumentationScope: InstrumentationScope;
   status: SpanStatus = UNSET;
-  endTime: HrTime = NO_TIME;
-  duration: HrTime = NOT_ENDED;
   ended = false;
+  /** When it ended; undefined while it runs. Times stay as given until an exporter reads them. */
+  private endAt: SpanTime | undefined = undefined;
   /** Shared empty lists until the first event or link: most spans have none. */
   events: TimedEvent[] = NO_EVENTS;
   links: Link[] = NO_LINKS;
@@ -132,16 +138,28 @@ export class LeanSpan implements Span, ReadableSpan {
     readonly kind: SpanKind,
     private readonly context: SpanContext,
     readonly parentSpanContext: SpanContext | undefined,
-    readonly startTime: HrTime,
+    private readonly startAt: SpanTime,
     readonly attributes: Attributes,
   ) {
     this.resource = parts.resource;
     this.instrumentationScope = parts.instrumentationScope;
-    this.attributeCount = Object.keys(attributes).length;
+    this.attributeCount = countKeys(attributes);
   }
 
   spanContext(): SpanContext {
     return this.context;
+  }
+
+  get startTime(): HrTime {
+    return hrTimeOf(this.startAt);
+  }
+
+  get endTime(): HrTime {
+    return this.endAt === undefined ? NO_TIME : hrTimeOf(this.endAt);
+  }
+
+  get duration(): HrTime {
+    return this.endAt === undefined ? NOT_ENDED : hrTimeDuration(this.startTime, this.endTime);
   }
 
   isRecording(): boolean {
@@ -186,7 +204,7 @@ export class LeanSpan implements Span, ReadableSpan {
       this.droppedEventsCount++;
     }
     const [kept, dropped] = this.limited(attributes, this.parts.spanLimits.attributePerEventCountLimit);
-    this.events.push({ name, attributes: kept, time: toHrTime(time), droppedAttributesCount: dropped });
+    this.events.push({ name, attributes: kept, time: hrTimeOf(toSpanTime(time)), droppedAttributesCount: dropped });
     return this;
   }
 
@@ -245,14 +263,9 @@ export class LeanSpan implements Span, ReadableSpan {
       diag.error(`${this.name} ${this.context.traceId}-${this.context.spanId} - You can only call end() on a span once.`);
       return;
     }
-    let end = toHrTime(endTime);
-    let duration = hrTimeDuration(this.startTime, end);
-    if (duration[0] < 0) {
-      end = this.startTime;
-      duration = [0, 0];
-    }
-    this.endTime = end;
-    this.duration = duration;
+    const end = toSpanTime(endTime);
+    // As the SDK: an end before the start is moved to the start.
+    this.endAt = msOf(end) < msOf(this.startAt) ? this.startAt : end;
     const processor = this.parts.spanProcessor;
     processor.onEnding?.(this);
     this.ended = true;
@@ -287,12 +300,32 @@ export class LeanSpan implements Span, ReadableSpan {
 
 const NO_EVENTS: TimedEvent[] = [];
 
+/** Object.keys(o).length without the array. */
+function countKeys(o: object): number {
+  let n = 0;
+  for (const _ in o) n++;
+  return n;
+}
+
 function isTime(v: unknown): v is TimeInput {
   return typeof v === "number" || v instanceof Date || isTimeInputHrTime(v);
 }
 
-/** The dispatcher always passes span times (HrTime, from clock.ts); other callers may pass any TimeInput. */
-function toHrTime(time: TimeInput | undefined): HrTime {
-  if (time === undefined) return spanTime();
+/**
+ * A TimeInput as the SDK reads it: a number no later than performance.now()
+ * is a performance timestamp, a larger one wall-clock milliseconds; none is now.
+ */
+function toSpanTime(time: TimeInput | undefined): SpanTime {
+  if (time === undefined) return spanMs();
+  if (typeof time === "number") return time <= performance.now() ? spanMsAt(time) : time;
+  if (time instanceof Date) return time.getTime();
   return isTimeInputHrTime(time) ? time : timeInputToHrTime(time);
+}
+
+function hrTimeOf(t: SpanTime): HrTime {
+  return typeof t === "number" ? msToHrTime(t) : t;
+}
+
+function msOf(t: SpanTime): number {
+  return typeof t === "number" ? t : t[0] * 1000 + t[1] / 1e6;
 }

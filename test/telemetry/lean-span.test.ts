@@ -67,7 +67,7 @@ function exported(s: ReadableSpan) {
   };
 }
 
-type Start = (name: string, kind: SpanKind, attributes: Attributes, parent: Context, startTime: HrTime) => Span;
+type Start = (name: string, kind: SpanKind, attributes: Attributes, parent: Context, startTime: HrTime | number) => Span;
 
 /** Runs `steps` with SDK spans and with lean ones; returns what each exporter got. */
 function both(steps: (start: Start) => void, o: { sampler?: () => Sampler; spanLimits?: SpanLimits } = {}) {
@@ -127,6 +127,24 @@ describe("LeanSpan records what the SDK's span records", () => {
     });
     expect(lean).toEqual(sdk);
     expect(lean[0]!.duration).toEqual([0, 0]);
+  });
+
+  it("from wall-clock milliseconds, as the dispatcher gives its times (within a microsecond of the SDK's reading)", () => {
+    const startMs = 1_700_000_000_123.4567;
+    const { sdk, lean } = both((start) => {
+      const s = start("ms", SpanKind.INTERNAL, {}, ROOT_CONTEXT, startMs);
+      s.end(startMs + 2.5005);
+      start("backwards", SpanKind.INTERNAL, {}, ROOT_CONTEXT, startMs).end(startMs - 1);
+    });
+    const micros = (t: HrTime) => t[0] * 1e6 + t[1] / 1e3;
+    for (const [i, s] of lean.entries()) {
+      expect(Math.abs(micros(s.startTime) - micros(sdk[i]!.startTime))).toBeLessThan(1);
+      expect(Math.abs(micros(s.endTime) - micros(sdk[i]!.endTime))).toBeLessThan(1);
+      expect(Math.abs(micros(s.duration) - micros(sdk[i]!.duration))).toBeLessThan(1);
+    }
+    expect(micros(lean[0]!.duration)).toBeCloseTo(2500.5, 0);
+    expect(lean[1]!.duration).toEqual([0, 0]);
+    expect(lean[1]!.endTime).toEqual(lean[1]!.startTime);
   });
 
   it("within the span limits the environment sets", () => {
