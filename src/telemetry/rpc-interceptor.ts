@@ -121,7 +121,8 @@ class RpcCall implements FastHookCall {
   /** The SERVER span's context: the parent of the job's spans. */
   readonly traceParent: Context | undefined = undefined;
   private readonly span: Span | undefined = undefined;
-  private readonly startedAt = performance.now();
+  /** For the duration histogram only: no clock read when metrics are off. */
+  private readonly startedAt: number;
   private ended = false;
 
   constructor(
@@ -130,6 +131,7 @@ class RpcCall implements FastHookCall {
     private readonly method: string,
     parent: Context | undefined,
   ) {
+    this.startedAt = recorders.duration === undefined ? 0 : performance.now();
     if (recorders.spans !== undefined && parent !== undefined) {
       this.span = recorders.spans.start(
         spanName(recorders, service, method),
