@@ -15,10 +15,6 @@ let checkedAt = performance.now();
 const CHECK_EVERY_MS = 1_000;
 const MAX_DRIFT_MS = 1;
 
-export function spanTime(): HrTime {
-  return msToHrTime(spanMs());
-}
-
 /** Now, as wall-clock milliseconds on the span clock. */
 export function spanMs(): number {
   return spanMsAt(performance.now());
@@ -36,8 +32,10 @@ export function spanTimeAt(p: number): HrTime {
 /** spanTimeAt as wall-clock milliseconds: what spans keep until an exporter reads them. */
 export function spanMsAt(p: number): number {
   if (p - checkedAt > CHECK_EVERY_MS) {
-    checkedAt = p;
-    const wall = Date.now() - p;
+    // Checked against a reading taken now: `p` may be a moment in the past (a handler's own timestamp).
+    const now = performance.now();
+    checkedAt = now;
+    const wall = Date.now() - now;
     if (Math.abs(wall - anchorMs) > MAX_DRIFT_MS) anchorMs = wall;
   }
   return anchorMs + p;

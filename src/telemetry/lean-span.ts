@@ -17,7 +17,7 @@ import {
   type TimeInput,
   type Tracer,
 } from "@opentelemetry/api";
-import { hrTimeDuration, isTimeInputHrTime, isTracingSuppressed, sanitizeAttributes, timeInputToHrTime, type InstrumentationScope } from "@opentelemetry/core";
+import { hrTimeDuration, isAttributeValue, isTimeInputHrTime, isTracingSuppressed, sanitizeAttributes, timeInputToHrTime, type InstrumentationScope } from "@opentelemetry/core";
 import type { Resource } from "@opentelemetry/resources";
 import { SamplingDecision, type IdGenerator, type ReadableSpan, type Sampler, type SpanLimits, type SpanProcessor, type TimedEvent } from "@opentelemetry/sdk-trace-base";
 import { msToHrTime, spanMs, spanMsAt } from "./clock.js";
@@ -100,7 +100,7 @@ export function spanStarter(tracer: Tracer): SpanStarter {
       if (sampling.decision === SamplingDecision.NOT_RECORD) return trace.wrapSpanContext(spanContext);
       const span = new LeanSpan(parts, name, kind, spanContext, validParent, startTime, takeAsGiven ? attributes : {});
       if (!takeAsGiven) span.setAttributes(attributes);
-      if (sampling.attributes !== undefined) span.setAttributes(sanitizeAttributes(sampling.attributes));
+      if (sampling.attributes !== undefined) span.setAttributes(sampling.attributes);
       parts.spanProcessor.onStart(span, parent);
       return span;
     },
@@ -172,6 +172,10 @@ export class LeanSpan implements Span, ReadableSpan {
       diag.warn(`Invalid attribute key: ${key}`);
       return this;
     }
+    if (!isAttributeValue(value)) {
+      diag.warn(`Invalid attribute value set for key: ${key}`);
+      return this;
+    }
     const isNew = !Object.prototype.hasOwnProperty.call(this.attributes, key);
     if (isNew && this.attributeCount >= (this.parts.spanLimits.attributeCountLimit ?? Infinity)) {
       this.droppedAttributesCount++;
@@ -191,8 +195,10 @@ export class LeanSpan implements Span, ReadableSpan {
   addEvent(name: string, attributesOrTime?: Attributes | TimeInput, time?: TimeInput): this {
     if (this.ended) return this;
     let attributes: Attributes | undefined;
-    if (isTime(attributesOrTime)) time = attributesOrTime;
-    else attributes = attributesOrTime;
+    // As the SDK: a time in the attributes' place is used only when no valid time follows it.
+    if (isTime(attributesOrTime)) {
+      if (!isTime(time)) time = attributesOrTime;
+    } else attributes = attributesOrTime;
     const limit = this.parts.spanLimits.eventCountLimit ?? Infinity;
     if (limit === 0) {
       this.droppedEventsCount++;
@@ -272,9 +278,10 @@ export class LeanSpan implements Span, ReadableSpan {
     processor.onEnd(this);
   }
 
+  /** As the SDK: strings cut to the length limit, arrays always copied (the caller may change its own). */
   private truncate(value: AttributeValue): AttributeValue {
     const limit = this.parts.spanLimits.attributeValueLengthLimit ?? Infinity;
-    if (limit <= 0 || limit === Infinity) return value;
+    if (limit <= 0) return value;
     if (typeof value === "string") return value.length <= limit ? value : value.slice(0, limit);
     if (Array.isArray(value)) return value.map((v) => (typeof v === "string" && v.length > limit ? v.slice(0, limit) : v)) as AttributeValue;
     return value;
@@ -315,8 +322,8 @@ function isTime(v: unknown): v is TimeInput {
  * A TimeInput as the SDK reads it: a number no later than performance.now()
  * is a performance timestamp, a larger one wall-clock milliseconds; none is now.
  */
-function toSpanTime(time: TimeInput | undefined): SpanTime {
-  if (time === undefined) return spanMs();
+function toSpanTime(time: TimeInput | undefined | null): SpanTime {
+  if (time == null) return spanMs();
   if (typeof time === "number") return time <= performance.now() ? spanMsAt(time) : time;
   if (time instanceof Date) return time.getTime();
   return isTimeInputHrTime(time) ? time : timeInputToHrTime(time);

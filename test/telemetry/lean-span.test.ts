@@ -226,6 +226,40 @@ describe("LeanSpan records what the SDK's span records", () => {
   });
 });
 
+describe("LeanSpan takes what user code hands it as the SDK's span does", () => {
+  // A module backend's handler reaches the run span through trace.getActiveSpan() and may call any of this.
+  it("drops invalid attribute values and copies arrays", () => {
+    const { sdk, lean } = both((start) => {
+      const s = start("user", SpanKind.INTERNAL, {}, ROOT_CONTEXT, T0);
+      const list = ["small"];
+      s.setAttribute("list", list);
+      list.push("large");
+      s.setAttribute("obj", { nested: 1 } as never);
+      s.setAttribute("mixed", [1, "two"] as never);
+      s.setAttribute("fn", (() => 1) as never);
+      s.end(T1);
+    });
+    expect(lean).toEqual(sdk);
+    expect(lean[0]!.attributes).toEqual({ list: ["small"] });
+  });
+
+  it("reads an event's time from the third argument before the second, and null times as now", () => {
+    const before = Date.now();
+    const { sdk, lean } = both((start) => {
+      const s = start("times", SpanKind.INTERNAL, {}, ROOT_CONTEXT, T0);
+      s.addEvent("two times", T0, T1);
+      s.addEvent("null time", {}, null as never);
+      s.recordException("boom", null as never);
+      s.end(null as never);
+    });
+    expect(lean).toHaveLength(1);
+    expect(lean[0]!.events[0]).toEqual(sdk[0]!.events[0]);
+    for (const t of [lean[0]!.events[1]!.time, lean[0]!.events[2]!.time, lean[0]!.endTime]) {
+      expect(t[0] * 1000 + t[1] / 1e6).toBeGreaterThanOrEqual(before - 5);
+    }
+  });
+});
+
 describe("spanStarter", () => {
   it("leaves span making to a tracer that is not the SDK's", () => {
     const calls: string[] = [];
