@@ -10,7 +10,7 @@ import { sdkDisabled, tracesRequested, withOtelEnv } from "./env.js";
 import { JobMetrics } from "./job-metrics.js";
 import { createJobObserver } from "./job-observer.js";
 import { SCOPE } from "./names.js";
-import { PooledIdGenerator } from "./span-context.js";
+import { PooledIdGenerator } from "./span-ids.js";
 import { listenPrometheus, type ScrapeEndpoint } from "./prometheus.js";
 import { observeState, type StateSource } from "./state-metrics.js";
 import { createRpcInterceptor } from "./rpc-interceptor.js";

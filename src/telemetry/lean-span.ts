@@ -228,7 +228,7 @@ export class LeanSpan implements Span, ReadableSpan {
     }
     const [kept, dropped] = this.limited(link.attributes, this.parts.spanLimits.attributePerLinkCountLimit);
     const processed: Link = { context: link.context };
-    if (Object.keys(kept).length > 0) processed.attributes = kept;
+    if (countKeys(kept) > 0) processed.attributes = kept;
     if (dropped > 0) processed.droppedAttributesCount = dropped;
     this.links.push(processed);
     return this;

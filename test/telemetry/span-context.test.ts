@@ -1,7 +1,8 @@
 import { createContextKey, ROOT_CONTEXT, trace, TraceFlags } from "@opentelemetry/api";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { describe, expect, it } from "vitest";
-import { PooledIdGenerator, SpanInContext } from "../../src/telemetry/span-context.js";
+import { SpanInContext } from "../../src/telemetry/span-context.js";
+import { PooledIdGenerator } from "../../src/telemetry/span-ids.js";
 
 const span = trace.wrapSpanContext({ traceId: "4bf92f3577b34da6a3ce929d0e0e4736", spanId: "00f067aa0ba902b7", traceFlags: TraceFlags.SAMPLED });
 
